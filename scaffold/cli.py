@@ -1,0 +1,104 @@
+"""The ``scaffold`` command line (typer + rich). Each command is a thin shell over one stage."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from scaffold.errors import ScaffoldError
+
+app = typer.Typer(
+    help="Make a new LLM architecture work with Intel's AutoRound quantizer.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+TargetArg = Annotated[str, typer.Argument(help="transformers:<model_type>, a local model folder, or a Hub id.")]
+TrustOpt = Annotated[bool, typer.Option("--trust-remote-code", help="Allow the target's remote code to run.")]
+RevisionOpt = Annotated[str | None, typer.Option("--revision", help="Hub revision (branch, tag or commit).")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show the traceback of a load failure.")]
+
+
+def user_errors(func):
+    """Print a :class:`ScaffoldError` as one line and exit 2, never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        try:
+            return func(*args, **kwargs)
+        except ScaffoldError as exc:
+            if kwargs.get("verbose") and getattr(exc, "traceback_text", None):
+                err_console.print(exc.traceback_text, markup=False, highlight=False)
+            print(exc.one_line(), file=sys.stderr)
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper
+
+
+def _resolve(target: str, trust_remote_code: bool, revision: str | None):
+    from scaffold.resolve import resolve_target
+
+    return resolve_target(target, trust_remote_code=trust_remote_code, revision=revision)
+
+
+@app.command()
+@user_errors
+def inspect(
+    target: TargetArg,
+    trust_remote_code: TrustOpt = False,
+    revision: RevisionOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the versioned JSON report.")] = False,
+    static: Annotated[bool, typer.Option("--static", help="Skip dynamic probes on the tiny instance.")] = False,
+    group_size: Annotated[int, typer.Option("--group-size", help="Quantization group size to check.")] = 128,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Diagnose why AutoRound would fail on TARGET (exit 0: nothing to fix, 1: findings)."""
+    from scaffold.inspection import inspect_target
+    from scaffold.report_view import print_report
+
+    resolved = _resolve(target, trust_remote_code, revision)
+    report = inspect_target(resolved, group_size=group_size, dynamic=not static)
+    if as_json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print_report(report, console)
+    raise typer.Exit(1 if report.problems else 0)
+
+
+@app.command()
+@user_errors
+def tiny(
+    target: TargetArg,
+    out: Annotated[Path, typer.Option("--out", help="Folder to save the tiny model, tokenizer and texts.")],
+    trust_remote_code: TrustOpt = False,
+    revision: RevisionOpt = None,
+    layers: Annotated[int, typer.Option("--layers", help="Number of blocks per stack.")] = 2,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Build a tiny random instance of TARGET, check it forwards, and save it to --out."""
+    from scaffold.tiny import build_tiny, save_tiny
+
+    resolved = _resolve(target, trust_remote_code, revision)
+    result = build_tiny(resolved.config, trust_remote_code=resolved.trust_remote_code, layers=layers, seed=seed)
+    save_tiny(result, out)
+    info = result.describe()
+    console.print(
+        f"[green]tiny {resolved.model_type}[/green] ({info['model_class']}, {info['parameters']:,} parameters, "
+        f"strategy {info['strategy']}) saved to {out}"
+    )
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

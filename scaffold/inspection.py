@@ -1,0 +1,50 @@
+"""The inspect stage: resolve → meta build → detectors (static, then probes) → report."""
+
+from __future__ import annotations
+
+from scaffold import autoround_api
+from scaffold.build import build_meta, count_modules, count_parameters
+from scaffold.context import InspectContext
+from scaffold.findings import Finding, InspectReport
+from scaffold.modes import FAILURE_MODES
+from scaffold.resolve import ResolvedTarget
+from scaffold.versions import stack_versions
+
+
+def load_context(target: ResolvedTarget, *, group_size: int = 128, dynamic: bool = True) -> InspectContext:
+    meta = build_meta(target.config, trust_remote_code=target.trust_remote_code, where=target.spec)
+    return InspectContext(target=target, meta_model=meta, group_size=group_size, dynamic=dynamic)
+
+
+def run_detectors(ctx: InspectContext) -> list[Finding]:
+    findings: list[Finding] = []
+    for failure_mode in FAILURE_MODES:
+        findings.extend(failure_mode.detector_module().detect(ctx))
+    return findings
+
+
+def inspect_target(target: ResolvedTarget, *, group_size: int = 128, dynamic: bool = True) -> InspectReport:
+    """Run every detector on ``target`` and collect the report."""
+    from scaffold.coverage import block_stacks, compute_coverage
+
+    ctx = load_context(target, group_size=group_size, dynamic=dynamic)
+    findings = run_detectors(ctx)
+    tiny_info: dict = {}
+    if ctx._tiny is not None:
+        tiny_info = ctx._tiny.describe()
+    return InspectReport(
+        target=target.spec,
+        model_type=target.model_type,
+        model_class=ctx.model_class,
+        config_class=type(target.config).__name__,
+        parameters=count_parameters(ctx.meta_model),
+        modules=count_modules(ctx.meta_model),
+        autoround_blocks=autoround_api.get_block_names(ctx.meta_model),
+        block_stacks=[s.to_dict() for s in block_stacks(ctx.meta_model)],
+        coverage=compute_coverage(ctx),
+        findings=findings,
+        versions=stack_versions(),
+        dynamic=ctx._tiny is not None,
+        tiny=tiny_info,
+        notes=ctx.notes,
+    )

@@ -1,0 +1,194 @@
+"""Resolve a target (``transformers:<type>``, a local folder, a Hub id) to a config.
+
+Only ``config.json``, ``generation_config.json`` and remote-code ``*.py`` files are ever
+fetched from the Hub, never weights. Remote code runs only with ``trust_remote_code``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scaffold.errors import ScaffoldError
+
+TRANSFORMERS_PREFIX = "transformers:"
+HUB_FILES = ["config.json", "generation_config.json", "*.py"]
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}(/[\w.-]{1,96})?$")
+
+
+@dataclass
+class ResolvedTarget:
+    """What the rest of the pipeline needs to know about a target."""
+
+    spec: str
+    kind: str  # "transformers" | "local" | "hub"
+    config: Any  # transformers.PretrainedConfig
+    model_type: str
+    model_dir: Path | None = None
+    trust_remote_code: bool = False
+    revision: str | None = None
+    remote_code_files: list[str] = field(default_factory=list)
+
+    @property
+    def has_remote_code(self) -> bool:
+        return bool(getattr(self.config, "auto_map", None))
+
+    @property
+    def slug(self) -> str:
+        """A file-system friendly name for output folders (``generated/<slug>``)."""
+        return re.sub(r"[^A-Za-z0-9_]+", "_", self.model_type).strip("_") or "model"
+
+
+def known_model_types() -> list[str]:
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    return sorted(CONFIG_MAPPING_NAMES)
+
+
+def resolve_target(
+    spec: str, *, trust_remote_code: bool = False, revision: str | None = None, verbose: bool = False
+) -> ResolvedTarget:
+    """Turn a target string into a :class:`ResolvedTarget`, or raise :class:`ScaffoldError`."""
+    spec = spec.strip()
+    if not spec:
+        raise ScaffoldError("empty target; give transformers:<model_type>, a model folder or a Hub id", "resolve")
+    if spec.startswith(TRANSFORMERS_PREFIX):
+        return _resolve_transformers(spec)
+    path = Path(spec).expanduser()
+    if path.exists() or spec.startswith((".", "/", "~")) or os.sep in spec and path.parent.exists():
+        return _resolve_local(spec, path, trust_remote_code=trust_remote_code)
+    if _HUB_ID.match(spec):
+        return _resolve_hub(spec, trust_remote_code=trust_remote_code, revision=revision)
+    raise ScaffoldError(f"'{spec}' is neither transformers:<model_type>, an existing folder nor a Hub id", "resolve")
+
+
+def _resolve_transformers(spec: str) -> ResolvedTarget:
+    from transformers import AutoConfig
+
+    model_type = spec[len(TRANSFORMERS_PREFIX) :].strip()
+    types = known_model_types()
+    if model_type not in types:
+        close = difflib.get_close_matches(model_type, types, n=3, cutoff=0.6)
+        hint = f"did you mean {', '.join(close)}?" if close else "see `transformers.CONFIG_MAPPING` for the list"
+        raise ScaffoldError(f"unknown model_type '{model_type}' in this transformers; {hint}", "resolve")
+    try:
+        config = AutoConfig.for_model(model_type)
+    except Exception as exc:  # noqa: BLE001 - reported as one line
+        raise ScaffoldError(f"transformers cannot make the default config of '{model_type}': {_first_line(exc)}", "config") from exc
+    return ResolvedTarget(spec=spec, kind="transformers", config=config, model_type=model_type)
+
+
+def _read_config_json(folder: Path) -> dict:
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise ScaffoldError(f"{folder} is not a model folder: it has no config.json", "resolve")
+    try:
+        data = json.loads(config_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ScaffoldError(f"{config_file} is not valid JSON: {exc}", "config") from exc
+    if not isinstance(data, dict):
+        raise ScaffoldError(f"{config_file} must hold a JSON object, not {type(data).__name__}", "config")
+    return data
+
+
+def _require_trust(data: dict, where: str, trust_remote_code: bool) -> None:
+    if data.get("auto_map") and not trust_remote_code:
+        raise ScaffoldError(
+            f"{where} ships remote code (auto_map in config.json); re-run with --trust-remote-code to allow it to run",
+            "resolve",
+        )
+
+
+def _load_config(folder: Path, data: dict, trust_remote_code: bool, spec: str) -> Any:
+    from transformers import AutoConfig
+
+    from scaffold.diagnose import diagnose_load_error
+
+    model_type = data.get("model_type")
+    if not data.get("auto_map"):
+        if not model_type:
+            raise ScaffoldError(f"{folder}/config.json has neither model_type nor auto_map", "config")
+        if model_type not in known_model_types():
+            close = difflib.get_close_matches(str(model_type), known_model_types(), n=3, cutoff=0.6)
+            hint = f"did you mean {', '.join(close)}?" if close else "and it has no auto_map to remote code"
+            raise ScaffoldError(f"model_type '{model_type}' is unknown to this transformers; {hint}", "config")
+    try:
+        return AutoConfig.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
+    except ScaffoldError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise diagnose_load_error(exc, stage="config", where=spec) from exc
+
+
+def _resolve_local(spec: str, path: Path, *, trust_remote_code: bool) -> ResolvedTarget:
+    if not path.exists():
+        raise ScaffoldError(f"folder {path} does not exist", "resolve")
+    if not path.is_dir():
+        raise ScaffoldError(f"{path} is a file, not a model folder with config.json", "resolve")
+    data = _read_config_json(path)
+    _require_trust(data, str(path), trust_remote_code)
+    config = _load_config(path, data, trust_remote_code, spec)
+    return ResolvedTarget(
+        spec=spec,
+        kind="local",
+        config=config,
+        model_type=str(getattr(config, "model_type", None) or data.get("model_type") or path.name),
+        model_dir=path.resolve(),
+        trust_remote_code=trust_remote_code,
+        remote_code_files=sorted(p.name for p in path.glob("*.py")),
+    )
+
+
+def _resolve_hub(spec: str, *, trust_remote_code: bool, revision: str | None) -> ResolvedTarget:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
+    try:
+        folder = Path(
+            snapshot_download(spec, revision=revision, allow_patterns=HUB_FILES, local_files_only=offline)
+        )
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled) as exc:
+        raise ScaffoldError(
+            f"Hub id '{spec}' is not in the local Hugging Face cache and the Hub cannot be reached"
+            + (" (HF_HUB_OFFLINE is set)" if offline else ""),
+            "resolve",
+            hint="connect once, or give a local model folder",
+        ) from exc
+    except GatedRepoError as exc:
+        raise ScaffoldError(f"Hub repo '{spec}' is gated: log in with `hf auth login` first", "resolve") from exc
+    except RepositoryNotFoundError as exc:
+        raise ScaffoldError(f"Hub repo '{spec}' does not exist or is private", "resolve") from exc
+    except RevisionNotFoundError as exc:
+        raise ScaffoldError(f"revision '{revision}' not found in Hub repo '{spec}'", "resolve") from exc
+    except Exception as exc:  # noqa: BLE001 - network errors of any kind
+        raise ScaffoldError(f"cannot fetch '{spec}' from the Hub: {_first_line(exc)}", "resolve") from exc
+    data = _read_config_json(folder)
+    _require_trust(data, f"Hub repo '{spec}'", trust_remote_code)
+    config = _load_config(folder, data, trust_remote_code, spec)
+    return ResolvedTarget(
+        spec=spec,
+        kind="hub",
+        config=config,
+        model_type=str(getattr(config, "model_type", None) or data.get("model_type")),
+        model_dir=folder,
+        trust_remote_code=trust_remote_code,
+        revision=revision,
+        remote_code_files=sorted(p.name for p in folder.glob("*.py")),
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".strip()
