@@ -23,6 +23,7 @@ class DictEntry:
     registry: str  # e.g. BUILTIN_MODULES, SPECIAL_MULTIMODAL_BLOCK, SPECIAL_SHARED_CACHE_KEYS
     key: str
     value: str  # Python source of the value, e.g. 'LazyImport("auto_round.modeling.fused_moe.foo")'
+    runtime_value: str | None = None  # value the runtime plugin uses instead (e.g. 'LazyImport(__name__)')
     kind: str = "dict_entry"
 
 
@@ -72,6 +73,14 @@ Edit = DictEntry | SequenceItem | TopLevelFunction | HandlerBranch | IgnoreRule
 
 
 @dataclass
+class CodeBlock:
+    """Python source the runtime plugin includes verbatim (classes, helpers), with its imports."""
+
+    code: str
+    imports: list[str] = field(default_factory=list)  # full import lines; the renderer dedupes and sorts them
+
+
+@dataclass
 class GeneratedFile:
     path: str  # relative to the AutoRound checkout root
     content: str
@@ -101,5 +110,5 @@ class Plan:
     files: list[GeneratedFile] = field(default_factory=list)
     edits: list[Edit] = field(default_factory=list)
     items: list[PlanItem] = field(default_factory=list)
-    plugin_parts: list[str] = field(default_factory=list)  # code run by the runtime plugin, in order
+    plugin_parts: list[CodeBlock] = field(default_factory=list)  # code the runtime plugin includes, in order
     test_data: dict[str, Any] = field(default_factory=dict)  # facts the generated test checks
