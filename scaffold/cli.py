@@ -64,10 +64,10 @@ def inspect(
     verbose: VerboseOpt = False,
 ) -> None:
     """Diagnose why AutoRound would fail on TARGET (exit 0: nothing to fix, 1: findings)."""
+    resolved = _resolve(target, trust_remote_code, revision)
     from scaffold.inspection import inspect_target
     from scaffold.report_view import print_report
 
-    resolved = _resolve(target, trust_remote_code, revision)
     report = inspect_target(resolved, group_size=group_size, dynamic=not static)
     if as_json:
         print(json.dumps(report.to_json(), indent=2))

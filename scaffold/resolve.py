@@ -79,7 +79,9 @@ def _resolve_transformers(spec: str) -> ResolvedTarget:
     try:
         config = AutoConfig.for_model(model_type)
     except Exception as exc:  # noqa: BLE001 - reported as one line
-        raise ScaffoldError(f"transformers cannot make the default config of '{model_type}': {_first_line(exc)}", "config") from exc
+        raise ScaffoldError(
+            f"transformers cannot make the default config of '{model_type}': {_first_line(exc)}", "config"
+        ) from exc
     return ResolvedTarget(spec=spec, kind="transformers", config=config, model_type=model_type)
 
 
@@ -156,9 +158,7 @@ def _resolve_hub(spec: str, *, trust_remote_code: bool, revision: str | None) ->
 
     offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
     try:
-        folder = Path(
-            snapshot_download(spec, revision=revision, allow_patterns=HUB_FILES, local_files_only=offline)
-        )
+        folder = Path(snapshot_download(spec, revision=revision, allow_patterns=HUB_FILES, local_files_only=offline))
     except (LocalEntryNotFoundError, OfflineModeIsEnabled) as exc:
         raise ScaffoldError(
             f"Hub id '{spec}' is not in the local Hugging Face cache and the Hub cannot be reached"
