@@ -102,3 +102,38 @@ def tiny(
 
 def main() -> None:  # pragma: no cover - console entry point
     app()
+
+
+@app.command()
+@user_errors
+def verify(
+    target: TargetArg,
+    trust_remote_code: TrustOpt = False,
+    revision: RevisionOpt = None,
+    generated: Annotated[
+        Path | None, typer.Option("--generated", help="Folder written by new-arch (default generated/<type>).")
+    ] = None,
+    autoround: Annotated[
+        Path | None, typer.Option("--autoround", help="Verify through this patched AutoRound checkout.")
+    ] = None,
+    real: Annotated[bool, typer.Option("--real", help="Run on the real checkpoint (needs a GPU).")] = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Run the generated test for TARGET and print a short verdict (exit 0 when it passes)."""
+    from rich.table import Table
+
+    from scaffold.verify import run_generated_test
+
+    resolved = _resolve(target, trust_remote_code, revision)
+    folder = generated or Path("generated") / resolved.slug
+    verdict = run_generated_test(folder, checkout=autoround, real=real)
+    table = Table(title=f"verify {resolved.model_type} ({'checkout' if autoround else 'plugin'})")
+    table.add_column("check")
+    table.add_column("result")
+    table.add_row("generated test", "[green]passed[/green]" if verdict.passed else "[red]failed[/red]")
+    for key, value in verdict.data.items():
+        table.add_row(key.replace("_", " "), str(value))
+    console.print(table)
+    if not verdict.passed:
+        console.print(verdict.output_tail, markup=False, highlight=False)
+    raise typer.Exit(0 if verdict.passed else 1)

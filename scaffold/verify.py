@@ -1,0 +1,56 @@
+"""The verify stage: run a generated adaptation's test and summarise its verdict."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scaffold.errors import ScaffoldError
+
+
+@dataclass
+class Verdict:
+    passed: bool
+    returncode: int
+    data: dict[str, Any] = field(default_factory=dict)  # what the generated test wrote to SCAFFOLD_VERDICT
+    output_tail: str = ""
+
+
+def find_test(generated_dir: Path) -> Path:
+    tests = sorted(generated_dir.glob("test_*.py"))
+    if not generated_dir.is_dir() or not tests:
+        raise ScaffoldError(
+            f"no generated test in {generated_dir}", "verify", hint="run `scaffold new-arch TARGET` first"
+        )
+    return tests[0]
+
+
+def run_generated_test(
+    generated_dir: Path, *, checkout: Path | None = None, real: bool = False, timeout: int = 1800
+) -> Verdict:
+    """Run ``test_<slug>.py`` in a subprocess, through the plugin or a patched checkout."""
+    test = find_test(generated_dir)
+    env = dict(os.environ)
+    if checkout is not None:
+        if not (checkout / "auto_round").is_dir():
+            raise ScaffoldError(f"{checkout} is not an AutoRound checkout (no auto_round/ folder)", "verify")
+        env["SCAFFOLD_ADAPTATION"] = "checkout"
+        env["PYTHONPATH"] = os.pathsep.join([str(checkout.resolve()), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    with tempfile.TemporaryDirectory() as tmp:
+        verdict_file = Path(tmp) / "verdict.json"
+        env["SCAFFOLD_VERDICT"] = str(verdict_file)
+        command = [sys.executable, "-m", "pytest", str(test), "-q", "-p", "no:cacheprovider"]
+        command += ["-m", "real", "--real"] if real else []
+        try:
+            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, cwd=test.parent)
+        except subprocess.TimeoutExpired as exc:
+            raise ScaffoldError(f"the generated test ran past {timeout} s", "verify") from exc
+        data = json.loads(verdict_file.read_text()) if verdict_file.is_file() else {}
+    tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-25:])
+    return Verdict(passed=done.returncode == 0, returncode=done.returncode, data=data, output_tail=tail)
