@@ -84,3 +84,17 @@ def special_multimodal_block_types() -> list[str]:
     from auto_round.special_model_handler import SPECIAL_MULTIMODAL_BLOCK
 
     return sorted(SPECIAL_MULTIMODAL_BLOCK)
+
+
+def vision_mm_keys() -> tuple[str, ...]:
+    """Name fragments AutoRound reads as vision modules (skipped unless ``quant_vision``)."""
+    from auto_round.utils import common
+
+    return tuple(getattr(common, "VISION_MM_KEYS", ("vision", "visual", "image", "img")))
+
+
+def predefined_ignore_rule_matches(model: object) -> bool:
+    """Whether one of AutoRound's registered ignore-layer rules already matches ``model`` (first match wins)."""
+    from auto_round.special_model_handler import _PRE_DEFINED_IGNORE_LAYERS
+
+    return any(all(matcher(model) for matcher in rule.matchers) for rule in _PRE_DEFINED_IGNORE_LAYERS)

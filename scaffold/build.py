@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from scaffold.diagnose import diagnose_load_error
+from scaffold.diagnose import diagnose_load_error, load_stage
 from scaffold.errors import ScaffoldError
 
 # Auto classes tried in order: AutoRound quantizes language models first, multimodal ones next.
@@ -73,7 +73,7 @@ def build_meta(config: Any, *, trust_remote_code: bool = False, where: str = "")
     except (ImportError, SyntaxError) as exc:
         raise diagnose_load_error(exc, stage="import", where=where) from exc
     except Exception as exc:  # noqa: BLE001 - any failure of the model's own code
-        raise diagnose_load_error(exc, stage="build", where=where) from exc
+        raise diagnose_load_error(exc, stage=load_stage(exc, "build"), where=where) from exc
     model.eval()
     return model
 

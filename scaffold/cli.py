@@ -137,3 +137,92 @@ def verify(
     if not verdict.passed:
         console.print(verdict.output_tail, markup=False, highlight=False)
     raise typer.Exit(0 if verdict.passed else 1)
+
+
+@app.command()
+@user_errors
+def patch(
+    generated_dir: Annotated[Path, typer.Argument(help="Folder with the edits.json written by new-arch.")],
+    autoround: Annotated[Path, typer.Option("--autoround", help="AutoRound source checkout to patch.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", "--diff", help="Show the diff, write nothing.")] = False,
+    check: Annotated[bool, typer.Option("--check", help="Exit 1 when the checkout lacks some change.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace entries that differ from the plan.")] = False,
+    allow_dirty: Annotated[bool, typer.Option("--allow-dirty", help="Patch a tree with uncommitted changes.")] = False,
+) -> None:
+    """Apply GENERATED_DIR/edits.json to an AutoRound checkout (all or nothing) and save autoround.patch."""
+    from scaffold.patch import load_plan, run_patch
+
+    plan = load_plan(generated_dir)
+    code = run_patch(
+        plan,
+        autoround,
+        dry_run=dry_run,
+        check=check,
+        force=force,
+        allow_dirty=allow_dirty,
+        patch_dir=None if check else generated_dir,
+        console=console,
+    )
+    raise typer.Exit(code)
+
+
+@app.command("new-arch")
+@user_errors
+def new_arch(
+    target: TargetArg,
+    out: Annotated[Path | None, typer.Option("--out", help="Output folder (default generated/<type>).")] = None,
+    trust_remote_code: TrustOpt = False,
+    revision: RevisionOpt = None,
+    group_size: Annotated[int, typer.Option("--group-size", help="Quantization group size to check.")] = 128,
+    autoround: Annotated[
+        Path | None, typer.Option("--autoround", help="Also patch this AutoRound checkout (saves autoround.patch).")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Render and show the summary, write nothing.")] = False,
+    check: Annotated[bool, typer.Option("--check", help="Exit 1 if the --autoround checkout lacks a change.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace the output folder / conflicting entries.")] = False,
+    allow_dirty: Annotated[bool, typer.Option("--allow-dirty", help="Patch a tree with uncommitted changes.")] = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Generate the AutoRound adaptation of TARGET: plugin, checkout edits, REPORT.md and a test."""
+    from rich.table import Table
+
+    from scaffold.generate import new_arch as run_new_arch
+
+    resolved = _resolve(target, trust_remote_code, revision)
+    result = run_new_arch(
+        resolved,
+        out,
+        group_size=group_size,
+        autoround=autoround,
+        dry_run=dry_run,
+        check=check,
+        force=force,
+        allow_dirty=allow_dirty,
+    )
+    table = Table(title=f"new-arch {resolved.model_type} ({result.report.model_class})")
+    for column in ("finding", "severity", "generated", "to do by hand"):
+        table.add_column(column)
+    for index, finding in enumerate(result.report.findings):
+        if index in result.items:
+            generated = sum(len(item.generated) for item in result.items[index])
+            todos = sum(len(item.todos) for item in result.items[index])
+            table.add_row(finding.mode.value, finding.severity.value, str(generated), str(todos))
+    if not result.report.problems:
+        table.add_row("-", "ok", "nothing to generate", "-")
+    console.print(table)
+    where = "would be written to" if dry_run else "written to"
+    console.print(f"{len(result.rendered.files)} files {where} {result.rendered.out}")
+    if result.prediction:
+        console.print(
+            f"predicted on the tiny instance: {result.prediction['layers']} packed layers, "
+            f"{result.prediction['block_share']:.1%} of block weights"
+        )
+    for todo in result.rendered.todos:
+        console.print(f"[yellow]TODO(scaffold)[/yellow] {todo.file}:{todo.line} {todo.text}", highlight=False)
+    for note in result.notes:
+        console.print(f"note: {note}", highlight=False)
+    if result.patch is not None:
+        written = len(getattr(result.patch, "written", []) or [])
+        console.print(f"AutoRound checkout {autoround}: {written} files written" if written else "checkout unchanged")
+        if check and result.patch.pending:
+            raise typer.Exit(1)

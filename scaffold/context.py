@@ -26,6 +26,7 @@ class InspectContext:
     notes: list[str] = field(default_factory=list)
     _tiny: Any = None
     _tiny_error: str | None = None
+    probe_results: dict[str, Any] = field(default_factory=dict)  # results dynamic detectors share, by probe name
 
     @property
     def config(self) -> Any:

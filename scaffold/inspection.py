@@ -25,6 +25,13 @@ def run_detectors(ctx: InspectContext) -> list[Finding]:
 
 def inspect_target(target: ResolvedTarget, *, group_size: int = 128, dynamic: bool = True) -> InspectReport:
     """Run every detector on ``target`` and collect the report."""
+    return inspect_with_context(target, group_size=group_size, dynamic=dynamic)[0]
+
+
+def inspect_with_context(
+    target: ResolvedTarget, *, group_size: int = 128, dynamic: bool = True
+) -> tuple[InspectReport, InspectContext]:
+    """:func:`inspect_target`, also returning the context (meta model, tiny instance) generators use."""
     from scaffold.coverage import block_stacks, compute_coverage
 
     ctx = load_context(target, group_size=group_size, dynamic=dynamic)
@@ -32,7 +39,7 @@ def inspect_target(target: ResolvedTarget, *, group_size: int = 128, dynamic: bo
     tiny_info: dict = {}
     if ctx._tiny is not None:
         tiny_info = ctx._tiny.describe()
-    return InspectReport(
+    report = InspectReport(
         target=target.spec,
         model_type=target.model_type,
         model_class=ctx.model_class,
@@ -48,3 +55,4 @@ def inspect_target(target: ResolvedTarget, *, group_size: int = 128, dynamic: bo
         tiny=tiny_info,
         notes=ctx.notes,
     )
+    return report, ctx

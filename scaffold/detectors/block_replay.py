@@ -1,0 +1,131 @@
+"""Block 0 of each stack replayed by AutoRound's own caching and ``block_forward`` crashes or differs.
+
+The replay runs after the shared-cache-key fix (keys verified by the shared_cache_keys detector are
+declared shared), so what is left are inputs AutoRound's per-sample split or its special cases mishandle:
+the hard-coded ``alibi`` reshape, 0-d tensors, Python lists of state, integer masks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from scaffold.autoround_replay import BATCH_SIZE, BlockReplay, replay_on_tiny
+from scaffold.context import InspectContext, ProbeUnavailable
+from scaffold.detectors.shared_cache_keys import shared_keys
+from scaffold.findings import Finding, Mode, Severity
+from scaffold.probes import describe, tensors_in
+
+FIXES = {
+    "alibi": "replay alibi per sample: register the block for prepare_special_model_block_inputs to rebuild "
+    "alibi of shape (batch*heads, 1, seq) from the replayed batch, or declare 'alibi' a shared cache key "
+    "and slice it per sample in a block wrapper",
+    "zero_dim_tensor": "declare the 0-d input a shared cache key, or make it a Python int / a 1-d tensor",
+    "python_list": "pass the state as tensors with a batch dimension, or declare the key shared and wrap "
+    "the block so it receives the list unchanged",
+    "int_mask": "convert the integer mask to bool before the blocks (or declare it shared if it is per model)",
+    "unknown": "compare the cached inputs in the evidence with the real ones and declare the broken key shared "
+    "or rebuild it in prepare_special_model_block_inputs",
+}
+
+
+@dataclass
+class Cause:
+    tag: str
+    inputs: list[str]
+    detail: str
+
+
+def _alibi_detail(real: Any, cached: str, heads_guess: int | None) -> str:
+    shape = list(real.shape) if isinstance(real, torch.Tensor) else "?"
+    return (
+        f"the real forward passes alibi {shape} = (batch*heads, 1, seq) per calibration forward; AutoRound's "
+        f"post_process_cache_data (calibration/llm.py) reshapes it to (batch_size, -1, q, k) with the configured "
+        f"batch_size={BATCH_SIZE} instead of the forward's own batch, so each sample's heads are spread over "
+        f"{BATCH_SIZE} cache entries ({cached}); block_forward (compressors/utils.py) then does "
+        "alibi.reshape(-1, q, k) on the replayed batch and hands the block too few (batch*heads) rows"
+    )
+
+
+def classify(real_inputs: dict[str, Any], cached: dict[str, str], shared: tuple[str, ...]) -> Cause:
+    """Name the input AutoRound mishandles, from the block's real inputs (first sample) and what it cached."""
+    if "alibi" in real_inputs:
+        value = real_inputs["alibi"]
+        return Cause("alibi", ["alibi"], _alibi_detail(value, cached.get("alibi", "?"), None))
+    own = {k: v for k, v in real_inputs.items() if k not in shared}
+    zero_dim = [k for k, v in own.items() if isinstance(v, torch.Tensor) and v.dim() == 0]
+    if zero_dim:
+        return Cause(
+            "zero_dim_tensor", zero_dim, "0-d tensors cannot be split per sample (torch.split needs a dimension)"
+        )
+    lists = [k for k, v in own.items() if isinstance(v, (list, tuple)) and tensors_in(v)]
+    if lists:
+        return Cause(
+            "python_list",
+            lists,
+            "AutoRound stores a list/tuple whole per forward and torch.cat's the per-sample entries on replay",
+        )
+    int_masks = [
+        k
+        for k, v in own.items()
+        if "mask" in k and isinstance(v, torch.Tensor) and not v.is_floating_point() and v.dtype != torch.bool
+    ]
+    if int_masks:
+        return Cause("int_mask", int_masks, "integer masks used as boolean change meaning once batched or cast")
+    return Cause("unknown", [], "no input of a known troublesome kind; see cached vs inputs")
+
+
+def _finding(replay: BlockReplay, stack: str, block_class: str, shared: tuple[str, ...]) -> Finding:
+    real_inputs = replay.real_call.inputs if replay.real_call else {}
+    cause = classify(real_inputs, replay.cached, shared)
+    evidence: dict[str, Any] = {
+        "stack": stack,
+        "block": replay.block,
+        "stage": replay.stage,
+        "inputs": {k: describe(v) for k, v in real_inputs.items()},
+        "cached": replay.cached,
+        "cause": cause.tag,
+        "cause_inputs": cause.inputs,
+        "cause_detail": cause.detail,
+        "shared_keys": list(shared),
+        "batch_size": BATCH_SIZE,
+    }
+    if replay.exception:
+        evidence["exception"] = replay.exception
+    if replay.max_abs_err is not None:
+        evidence["max_abs_err"] = replay.max_abs_err
+    what = f"crashes ({replay.exception})" if replay.exception else f"differs (max abs err {replay.max_abs_err:.3g})"
+    return Finding(
+        mode=Mode.BLOCK_REPLAY,
+        severity=Severity.FAILS,
+        summary=f"AutoRound's replay of {replay.block} {what}; cause: {cause.tag}",
+        fix=FIXES[cause.tag],
+        modules=[replay.block],
+        classes=[block_class],
+        evidence=evidence,
+        probe="tiny",
+    )
+
+
+def detect(ctx: InspectContext) -> list[Finding]:
+    try:
+        keys = shared_keys(ctx).keys
+        run = replay_on_tiny(ctx, keys)
+        model = ctx.tiny().model
+    except ProbeUnavailable:
+        return []
+    if run.setup_error:
+        ctx.notes.append(f"block_replay: AutoRound could not be set up on the tiny model: {run.setup_error}")
+        return []
+    findings = []
+    for name, replay in run.blocks.items():
+        if replay.ok:
+            continue
+        if replay.real_call is None:  # never run by the forward: forward_coverage reports it
+            ctx.notes.append(f"block_replay: {name} is not run by the forward, not replayed")
+            continue
+        stack = name.rsplit(".", 1)[0]
+        findings.append(_finding(replay, stack, type(model.get_submodule(name)).__name__, run.shared_keys))
+    return findings

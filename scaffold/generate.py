@@ -1,0 +1,309 @@
+"""The new-arch stage: inspect report + context -> Plan (via the generators) -> rendered adaptation folder.
+
+``new_arch`` is what ``scaffold new-arch`` runs: inspect, one generator per non-ok finding
+(``scaffold/modes.py``), predict what AutoRound should pack on the tiny instance once adapted,
+optionally patch an AutoRound checkout, and render ``generated/<slug>`` atomically.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scaffold.context import InspectContext, ProbeUnavailable
+from scaffold.errors import ScaffoldError
+from scaffold.findings import Finding, InspectReport, Mode, Severity
+from scaffold.generators import py_literal, py_str
+from scaffold.modes import by_mode
+from scaffold.plan import DictEntry, HandlerBranch, Plan, PlanItem, SequenceItem, TopLevelFunction
+from scaffold.render import Rendered, render_folder
+from scaffold.resolve import ResolvedTarget
+from scaffold.runtime_plugin import plugin_source
+
+TINY_GROUP_SIZE = 32  # the tiny instance's 64-wide layers quantize with groups of 32
+TOLERANCE = "1e-5"  # max abs error of a replacement against the original module (float32)
+SCHEME = "W4A16"
+
+
+@dataclass
+class NewArchResult:
+    report: InspectReport
+    plan: Plan
+    rendered: Rendered
+    prediction: dict[str, Any] | None
+    items: dict[int, list[PlanItem]] = field(default_factory=dict)  # finding index -> what its generator planned
+    patch: Any = None  # scaffold.patch.PatchResult when --autoround was given
+    notes: list[str] = field(default_factory=list)
+
+
+def build_plan(report: InspectReport, ctx: InspectContext | None = None) -> tuple[Plan, dict[int, list[PlanItem]]]:
+    """Run the generator of every non-ok finding; also returns the plan items each finding produced."""
+    plan = Plan(model_type=report.model_type, model_class=report.model_class)
+    items: dict[int, list[PlanItem]] = {}
+    for index, finding in enumerate(report.findings):
+        if finding.severity is Severity.OK:
+            continue
+        before = len(plan.items)
+        generator = _generator(finding)
+        if generator is None:
+            plan.items.append(
+                PlanItem(
+                    mode=finding.mode.value,
+                    summary=finding.summary,
+                    todos=[f"no generator for {finding.mode.value} is available: {finding.fix}"],
+                )
+            )
+        else:
+            generator.generate(finding, plan, ctx)
+        items[index] = plan.items[before:]
+    return plan, items
+
+
+def _generator(finding: Finding):
+    name = by_mode(finding.mode).generator
+    if name is None:
+        return None
+    try:
+        return by_mode(finding.mode).generator_module()
+    except ModuleNotFoundError as exc:
+        if exc.name == name:
+            return None
+        raise
+
+
+def _stacks(report: InspectReport, plan: Plan) -> list[str]:
+    """Stack paths AutoRound quantizes once adapted (generated block detection, else its own)."""
+    if plan.test_data.get("block_stacks"):
+        return list(plan.test_data["block_stacks"])
+    return list(dict.fromkeys(names[0].rsplit(".", 1)[0] for names in report.autoround_blocks if names))
+
+
+def predict(report: InspectReport, plan: Plan, ctx: InspectContext | None) -> dict[str, Any] | None:
+    """What the adapted AutoRound should pack on the tiny instance (``scaffold.predict``), or None."""
+    if ctx is None:
+        return None
+    try:
+        tiny = ctx.tiny()
+    except ProbeUnavailable:
+        return None
+    from scaffold.coverage import predefined_ignore_layers
+    from scaffold.predict import predict_after_fix
+    from scaffold.quantize import block_weights
+    from scaffold.testkit import stack_block_names
+
+    stacks = _stacks(report, plan)
+    ignore = plan.test_data.get("ignore_layers")
+    if ignore:
+        suffixes = tuple(ignore["router_suffixes"])
+        routers = [name for name, _ in tiny.model.named_modules() if suffixes and name.endswith(suffixes)]
+        patterns = [*ignore["patterns"], *routers]
+    else:
+        patterns = predefined_ignore_layers(tiny.model)
+    roles = {
+        f.evidence["class"]: f.evidence["layout"]["roles"]
+        for f in report.problems
+        if f.mode is Mode.FUSED_MOE and f.evidence.get("layout", {}).get("roles")
+    }
+    prediction = predict_after_fix(tiny.model, stacks, TINY_GROUP_SIZE, patterns, roles)
+    total = sum(block_weights(tiny.model, stack_block_names(tiny.model, stacks)).values())
+    return {
+        "stacks": stacks,
+        "layers": prediction.layers,
+        "params": prediction.params,
+        "block_share": round(prediction.params / total, 6) if total else 0.0,
+        "group_size": TINY_GROUP_SIZE,
+        "ignore_patterns": patterns,
+        "roles": roles,
+    }
+
+
+def _repo_root(path: Path) -> Path | None:
+    for folder in [path, *path.parents]:
+        if (folder / ".git").exists():
+            return folder
+    return None
+
+
+def target_path_from(target: ResolvedTarget, out: Path) -> str:
+    """A local target folder relative to ``out`` when both live in the same repository, else ``""``."""
+    if target.kind != "local" or target.model_dir is None:
+        return ""
+    model_dir, out = Path(target.model_dir).resolve(), out.resolve()
+    root = _repo_root(model_dir)
+    if root is None or root != _repo_root(out if out.exists() else out.parent):
+        return ""
+    return Path(os.path.relpath(model_dir, out)).as_posix()
+
+
+def constants_source(
+    slug: str, target: ResolvedTarget, target_path: str, plan: Plan, prediction: dict | None, group_size: int
+) -> str:
+    has_plugin = bool(plan.edits or plan.plugin_parts)
+    rows = [
+        f"TARGET = {py_str(target.spec)}",
+        f"TARGET_PATH = {py_str(target_path)}  # the target folder relative to this one, when in the same repo",
+        f"TRUST_REMOTE_CODE = {target.trust_remote_code}",
+        f"PLUGIN = {py_str(slug + '_autoround') if has_plugin else None}",
+        f"GROUP_SIZE = {group_size}",
+        f"TINY_GROUP_SIZE = {TINY_GROUP_SIZE}",
+        f"TOLERANCE = {TOLERANCE}",
+        "# What AutoRound must pack on the tiny instance (scaffold.predict at generation time).",
+        f"PREDICTED = {py_literal(prediction)}",
+        "# Facts the checks below use (written by the generators).",
+        f"TEST_DATA = {py_literal(plan.test_data)}",
+    ]
+    return "\n".join(rows)
+
+
+def report_data(
+    report: InspectReport, plan: Plan, items: dict[int, list[PlanItem]], prediction: dict | None
+) -> dict[str, Any]:
+    """What REPORT.md and the README rows show (the renderer adds ``todos``)."""
+    findings = []
+    for index, finding in enumerate(report.findings):
+        produced = items.get(index, [])
+        findings.append(
+            {
+                "mode": finding.mode.value,
+                "severity": finding.severity.value,
+                "summary": finding.summary,
+                "fix": finding.fix,
+                "modules": finding.modules[:6],
+                "more_modules": max(0, len(finding.modules) - 6),
+                "generated": [text for item in produced for text in item.generated],
+                "todos": [text for item in produced for text in item.todos],
+            }
+        )
+    return {
+        "findings": findings,
+        "problems": len(report.problems),
+        "modes": sorted({f.mode.value for f in report.problems}),
+        "edits": [_edit_line(edit) for edit in plan.edits],
+        "files": [f.path for f in plan.files],
+        "prediction": prediction,
+        "model_share_before": round(report.model_share(), 4),
+        "notes": report.notes,
+    }
+
+
+def _edit_line(edit: Any) -> str:
+    """One line per edit for REPORT.md."""
+    if isinstance(edit, DictEntry):
+        what = f"`{edit.registry}[{py_str(edit.key)}]`"
+    elif isinstance(edit, SequenceItem):
+        what = f"{py_str(edit.item)} in `{edit.registry}`"
+    elif isinstance(edit, TopLevelFunction):
+        what = f"`{edit.name}()`"
+    elif isinstance(edit, HandlerBranch):
+        what = f'`{edit.function}` branch for `model_type == "{edit.model_type}"`'
+    else:
+        what = f"`register_ignore_layers` rule for `{edit.model_type}`"
+    return f"{edit.kind.replace('_', ' ')}: {what} in {edit.file}"
+
+
+def render_adaptation(
+    report: InspectReport,
+    plan: Plan,
+    items: dict[int, list[PlanItem]],
+    target: ResolvedTarget,
+    out: Path,
+    *,
+    prediction: dict | None,
+    group_size: int = 128,
+    extra_files: dict[str, str] | None = None,
+    use_ruff: bool | None = None,
+    dry_run: bool = False,
+    force: bool = False,
+) -> Rendered:
+    """Render the adaptation folder for ``plan`` into ``out``."""
+    from scaffold.versions import stack_versions
+
+    versions = stack_versions()
+    slug = target.slug
+    source = plugin_source(plan)
+    target_path = target_path_from(target, out)
+    answers = {
+        "slug": slug,
+        "model_type": report.model_type,
+        "model_class": report.model_class,
+        "target": target.spec,
+        "target_path": target_path,
+        "trust_remote_code": target.trust_remote_code,
+        "group_size": group_size,
+        "scheme": SCHEME,
+        "scaffold_version": versions["autoround_scaffold"],
+        "autoround_version": versions["auto_round"],
+        "transformers_version": versions["transformers"],
+        "torch_version": versions["torch"],
+    }
+    data = {
+        "has_plugin": bool(plan.edits or plan.plugin_parts),
+        "plugin_imports": source.imports,
+        "plugin_body": source.body(),
+        "test_constants": constants_source(slug, target, target_path, plan, prediction, group_size),
+        "report": report_data(report, plan, items, prediction),
+    }
+    return render_folder(
+        out,
+        answers=answers,
+        data=data,
+        plan=plan,
+        inspect_json=report.to_json(),
+        extra_files=extra_files,
+        use_ruff=use_ruff,
+        dry_run=dry_run,
+        force=force,
+    )
+
+
+def new_arch(
+    target: ResolvedTarget,
+    out: Path | None = None,
+    *,
+    group_size: int = 128,
+    autoround: Path | None = None,
+    dry_run: bool = False,
+    check: bool = False,
+    force: bool = False,
+    allow_dirty: bool = False,
+    use_ruff: bool | None = None,
+) -> NewArchResult:
+    """Inspect ``target``, generate its adaptation into ``out`` (default ``generated/<slug>``), optionally patch."""
+    from scaffold.inspection import inspect_with_context
+
+    out = Path(out) if out is not None else Path("generated") / target.slug
+    report, ctx = inspect_with_context(target, group_size=group_size, dynamic=True)
+    plan, items = build_plan(report, ctx)
+    prediction = predict(report, plan, ctx)
+    extra: dict[str, str] = {}
+    patch = None
+    if autoround is not None:
+        from scaffold.patch import apply_plan
+
+        patch = apply_plan(plan, autoround, dry_run=True, force=force)
+        if patch.blocked:
+            first = patch.conflicts[0].one_line()
+            raise ScaffoldError(f"{len(patch.conflicts)} edit(s) conflict with {autoround}: {first}", "patch")
+        if patch.diff:
+            extra["autoround.patch"] = patch.diff
+    rendered = render_adaptation(
+        report,
+        plan,
+        items,
+        target,
+        out,
+        prediction=prediction,
+        group_size=group_size,
+        extra_files=extra,
+        use_ruff=use_ruff,
+        dry_run=dry_run,
+        force=force,
+    )
+    if autoround is not None and not (dry_run or check):
+        from scaffold.patch import apply_plan
+
+        patch = apply_plan(plan, autoround, force=force, allow_dirty=allow_dirty)
+    notes = [] if prediction is not None else ["no tiny instance: the generated test has no prediction to check"]
+    return NewArchResult(report, plan, rendered, prediction, items, patch, notes)

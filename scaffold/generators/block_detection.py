@@ -1,0 +1,79 @@
+"""Block detection: tell AutoRound which stacks hold the blocks it should quantize.
+
+Generates ``_get_<type>_multimodal_block(model, quant_vision=False)`` and registers it in
+``SPECIAL_MULTIMODAL_BLOCK[<model_type>]``, which ``get_block_names`` consults first. Block
+names are computed at run time from the stack paths, so the real model and the tiny instance
+(same paths, fewer blocks) both work.
+"""
+
+from __future__ import annotations
+
+from scaffold import autoround_api
+from scaffold.context import InspectContext
+from scaffold.findings import Finding
+from scaffold.generators import identifier, py_list_lines, py_str
+from scaffold.plan import SPECIAL_MODEL_HANDLER, DictEntry, Plan, PlanItem, TopLevelFunction
+
+REGISTRY = "SPECIAL_MULTIMODAL_BLOCK"
+
+
+def function_name(model_type: str) -> str:
+    return f"_get_{identifier(model_type)}_multimodal_block"
+
+
+def is_vision_stack(path: str) -> bool:
+    """Stacks AutoRound itself would skip unless ``quant_vision`` (same name keys as its VLM search)."""
+    return any(key in path.lower() for key in autoround_api.vision_mm_keys())
+
+
+def function_code(model_type: str, stack_paths: list[str]) -> str:
+    """Source of the block-name function for ``stack_paths`` (forward order)."""
+    name = function_name(model_type)
+    lines = [
+        f"def {name}(model, quant_vision=False):",
+        f'    """Block names of `{model_type}` for AutoRound: one list per block stack, in forward order."""',
+    ]
+    vision = [path for path in stack_paths if is_vision_stack(path)]
+    if vision:
+        lines += ["    stacks = ["]
+        lines += py_list_lines([f"({py_str(path)}, {path in vision})" for path in stack_paths], 8)
+        lines += [
+            "    ]",
+            "    paths = [path for path, is_vision in stacks if quant_vision or not is_vision]",
+        ]
+    else:
+        lines += ["    paths = ["]
+        lines += py_list_lines([py_str(path) for path in stack_paths], 8)
+        lines += ["    ]"]
+    lines.append(
+        '    return [[f"{path}.{name}" for name, _ in model.get_submodule(path).named_children()] for path in paths]'
+    )
+    return "\n".join(lines) + "\n"
+
+
+def generate(finding: Finding, plan: Plan, ctx: InspectContext | None = None) -> None:
+    stacks = [stack["path"] for stack in finding.evidence.get("stacks", [])]
+    if not stacks:
+        plan.items.append(
+            PlanItem(
+                mode=finding.mode.value,
+                summary=finding.summary,
+                todos=["the inspection found no block stack to register; list the decoder stacks by hand"],
+            )
+        )
+        return
+    name = function_name(plan.model_type)
+    code = function_code(plan.model_type, stacks)
+    plan.edits.append(TopLevelFunction(file=SPECIAL_MODEL_HANDLER, name=name, code=code, before=REGISTRY))
+    plan.edits.append(DictEntry(file=SPECIAL_MODEL_HANDLER, registry=REGISTRY, key=plan.model_type, value=name))
+    plan.test_data["block_stacks"] = [path for path in stacks if not is_vision_stack(path)]
+    plan.items.append(
+        PlanItem(
+            mode=finding.mode.value,
+            summary=finding.summary,
+            generated=[
+                f"`{name}` returning the blocks of {', '.join(f'`{path}`' for path in stacks)}",
+                f'`{REGISTRY}["{plan.model_type}"]` in {SPECIAL_MODEL_HANDLER}',
+            ],
+        )
+    )

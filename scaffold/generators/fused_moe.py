@@ -1,0 +1,201 @@
+"""Fused MoE experts: a ``ReplacementModuleBase`` that splits 3-D expert weights into per-expert ``nn.Linear``.
+
+AutoRound 0.16 quantizes only ``nn.Linear``-like layers; experts stored as fused 3-D parameters whose
+forward is not decorated with transformers' ``use_experts_implementation`` stay fused and are silently
+left unquantized. The generated replacement swaps the experts container (routing stays in the MoE
+block): per-expert layers are built on the meta device in ``__init__`` and filled from the original
+slices in ``_materialize_weights``, as in ``auto_round/modeling/fused_moe/step3_5_moe.py``. The layout
+(concatenated / interleaved gate-up, gate first, transposed storage, bias, activation) comes from the
+probe's evidence; without a probed layout or a known call convention the class is a skeleton with
+``TODO(scaffold)`` that raises until a human finishes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from scaffold.context import InspectContext
+from scaffold.findings import Finding
+from scaffold.generators import identifier, py_str
+from scaffold.generators.code_templates import TODO, add_to_module, render_code
+from scaffold.plan import REPLACE_MODULES, CodeBlock, DictEntry, GeneratedFile, Plan, PlanItem
+
+REGISTRY = "BUILTIN_MODULES"
+IMPORTS = [
+    "import torch",
+    "from torch import nn",
+    "from transformers.activations import ACT2FN",
+    "from auto_round.modeling.fused_moe.replace_modules import ReplacementModuleBase",
+]
+MATERIALIZE_IMPORTS = [
+    "from auto_round.modeling.fused_moe.utils import _update_parameter",
+    "from auto_round.utils import clear_memory",
+]
+GATE_UP_SPLITS = ("concatenated", "interleaved", "separate")
+_DEFAULT_ARGS = {"hidden_arg": "hidden_states", "index_arg": "top_k_index", "weight_arg": "top_k_weights"}
+
+
+@dataclass
+class ExpertsLayout:
+    """How one fused experts class stores and calls its experts, read from a finding's evidence."""
+
+    original_class: str
+    params: dict[str, list[int]]
+    weights: dict[str, str]  # role (gate_up | gate | up | down) -> 3-D parameter name
+    biases: dict[str, str]  # role -> 2-D bias parameter name
+    split: str
+    gate_first: bool
+    transposed: bool
+    activation: str
+    hidden_arg: str
+    index_arg: str
+    weight_arg: str
+    extra_args: list[str]
+    num_experts: int | None
+    problems: list[str] = field(default_factory=list)  # why only a skeleton can be generated
+
+    @property
+    def gated(self) -> bool:
+        return "gate" in self.weights or "gate_up" in self.weights
+
+    @property
+    def skeleton(self) -> bool:
+        return bool(self.problems)
+
+
+def _known_activation(name: str | None) -> bool:
+    if not name:
+        return False
+    from transformers.activations import ACT2FN
+
+    return name in ACT2FN
+
+
+def read_layout(finding: Finding) -> ExpertsLayout:
+    """The experts layout of ``finding``; ``problems`` lists what keeps it from being generated in full."""
+    evidence = finding.evidence
+    layout = evidence.get("layout") or {}
+    call = evidence.get("call") or {}
+    params = {name: list(shape) for name, shape in (evidence.get("params") or {}).items()}
+    weights: dict[str, str] = {}
+    biases: dict[str, str] = {}
+    for name, role in (layout.get("roles") or {}).items():
+        is_bias = len(params.get(name, [])) == 2 if name in params else name.endswith("bias")
+        (biases if is_bias else weights)[role] = name
+    problems: list[str] = []
+    if not layout.get("probed"):
+        problems.append("the expert layout was not probed on a tiny instance")
+    if call.get("convention") != "topk":
+        problems.append(f"unknown call convention {call.get('convention')!r}")
+    if "down" not in weights or not ({"gate_up", "up"} & set(weights)):
+        problems.append(f"no up/down projection roles in {sorted(weights)}")
+    split = layout.get("gate_up") or "separate"
+    if split not in GATE_UP_SPLITS:
+        problems.append(f"unknown gate/up split {split!r}")
+    if not _known_activation(layout.get("activation")):
+        problems.append(f"activation {layout.get('activation')!r} is not in transformers' ACT2FN")
+    signature = [name for name in call.get("signature") or [] if name != "self"]
+    hidden_arg, index_arg, weight_arg = (call.get(key) or default for key, default in _DEFAULT_ARGS.items())
+    return ExpertsLayout(
+        original_class=evidence.get("class") or (finding.classes[0] if finding.classes else "Experts"),
+        params=params,
+        weights=weights,
+        biases=biases,
+        split=split,
+        gate_first=bool(layout.get("gate_first", True)),
+        transposed=bool(layout.get("transposed", False)),
+        activation=layout.get("activation") or "silu",
+        hidden_arg=hidden_arg,
+        index_arg=index_arg,
+        weight_arg=weight_arg,
+        extra_args=[name for name in signature if name not in (hidden_arg, index_arg, weight_arg)],
+        num_experts=evidence.get("num_experts"),
+        problems=problems,
+    )
+
+
+def module_path(model_type: str) -> str:
+    """Import path of the generated replacement module in an AutoRound checkout."""
+    return f"auto_round.modeling.fused_moe.{identifier(model_type)}"
+
+
+def render_replacement(layout: ExpertsLayout) -> str:
+    """Source of the expert MLP and replacement classes for ``layout``."""
+    return render_code(
+        "fused_moe.py.jinja",
+        original_class=layout.original_class,
+        replacement_class=f"Linear{layout.original_class}",
+        expert_class=f"{layout.original_class}ExpertMLP",
+        skeleton=layout.skeleton,
+        reason="; ".join(layout.problems),
+        todo=TODO,
+        gated=layout.gated,
+        weights=layout.weights,
+        biases=layout.biases,
+        split=layout.split,
+        gate_first=layout.gate_first,
+        transposed=layout.transposed,
+        activation=layout.activation,
+        hidden_arg=layout.hidden_arg,
+        index_arg=layout.index_arg,
+        weight_arg=layout.weight_arg,
+        extra_args=layout.extra_args,
+        params=layout.params,
+    )
+
+
+def generate(finding: Finding, plan: Plan, ctx: InspectContext | None = None) -> None:
+    layout = read_layout(finding)
+    code = render_replacement(layout)
+    imports = IMPORTS if layout.skeleton else IMPORTS + MATERIALIZE_IMPORTS
+    module = module_path(plan.model_type)
+    path = module.replace(".", "/") + ".py"
+    existing = next((f for f in plan.files if f.path == path), None)
+    docstring = f"Per-expert ``nn.Linear`` replacements for the fused experts of ``{plan.model_type}``."
+    content = add_to_module(existing.content if existing else None, docstring, imports, code)
+    if existing:
+        existing.content = content
+    else:
+        plan.files.append(GeneratedFile(path=path, content=content))
+    if not any(isinstance(e, DictEntry) and e.registry == REGISTRY and e.key == plan.model_type for e in plan.edits):
+        plan.edits.append(
+            DictEntry(
+                file=REPLACE_MODULES,
+                registry=REGISTRY,
+                key=plan.model_type,
+                value=f"LazyImport({py_str(module)})",
+                runtime_value="LazyImport(__name__)",
+            )
+        )
+    plan.plugin_parts.append(CodeBlock(code=code, imports=list(imports)))
+    replacement = f"Linear{layout.original_class}"
+    plan.test_data.setdefault("replacements", []).append(_test_facts(finding, layout, replacement, module))
+    todos = [f"{TODO} in {path}: {problem}" for problem in layout.problems]
+    plan.items.append(
+        PlanItem(
+            mode=finding.mode.value,
+            summary=finding.summary,
+            generated=[
+                f"{'skeleton ' if layout.skeleton else ''}`{replacement}` for `{layout.original_class}` in {path}",
+                f'`{REGISTRY}["{plan.model_type}"] = LazyImport("{module}")` in {REPLACE_MODULES}',
+            ],
+            todos=todos,
+        )
+    )
+
+
+def _test_facts(finding: Finding, layout: ExpertsLayout, replacement: str, module: str) -> dict[str, Any]:
+    """What the generated equivalence test needs to rebuild the call and compare outputs."""
+    return {
+        "original_class": layout.original_class,
+        "replacement_class": replacement,
+        "module": module,
+        "module_paths": list(finding.modules),
+        "convention": (finding.evidence.get("call") or {}).get("convention", "unknown"),
+        "hidden_arg": layout.hidden_arg,
+        "index_arg": layout.index_arg,
+        "weight_arg": layout.weight_arg,
+        "num_experts": layout.num_experts,
+        "skeleton": layout.skeleton,
+    }

@@ -1,0 +1,109 @@
+"""What AutoRound SHOULD quantize once an adaptation is in place: the number generated tests check exactly."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from torch import nn
+
+from scaffold.coverage import scan_model
+from scaffold.linear_weights import LinearWeight, matches_any, shape_divisible
+from scaffold.moe_support import KNOWN_SPLITS, expert_matrices
+from scaffold.stacks import BlockStack
+
+
+@dataclass
+class StackPrediction:
+    stack: str
+    params: int = 0  # weight parameters of the layers that should be packed
+    layers: int = 0  # nn.Linear layers after unfusing (one per expert matrix)
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> parameters left in float
+
+
+@dataclass
+class Prediction:
+    group_size: int
+    ignore_patterns: list[str]
+    stacks: list[StackPrediction]
+
+    @property
+    def params(self) -> int:
+        return sum(s.params for s in self.stacks)
+
+    @property
+    def layers(self) -> int:
+        return sum(s.layers for s in self.stacks)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["params"] = self.params
+        data["layers"] = self.layers
+        return data
+
+
+def _expert_names(weight: LinearWeight, roles: dict[str, str] | None) -> list[str]:
+    if roles and roles.get(weight.attr) == "gate_up":
+        projections: tuple[str, ...] = ("gate_proj", "up_proj")
+    else:
+        projections = KNOWN_SPLITS.get(weight.attr, (weight.attr,))
+    return [f"{weight.path}.{e}.{proj}" for e in range(weight.num_experts) for proj in projections]
+
+
+def _add(pred: StackPrediction, reason: str | None, params: int, layers: int) -> None:
+    if reason is None:
+        pred.params += params
+        pred.layers += layers
+    else:
+        pred.skipped[reason] = pred.skipped.get(reason, 0) + params
+
+
+def _predict_weight(
+    pred: StackPrediction, weight: LinearWeight, group_size: int, patterns: list[str], roles: dict[str, str] | None
+) -> None:
+    if weight.kind == "experts":
+        count, in_f, out_f = expert_matrices(weight.attr, weight.in_features, weight.out_features, weight.num_experts, roles)
+        per_matrix = in_f * out_f
+        if not shape_divisible(in_f, out_f, group_size):
+            _add(pred, "non-divisible", weight.numel, count)
+            return
+        for name in _expert_names(weight, roles):
+            _add(pred, "ignored" if matches_any(name, patterns) else None, per_matrix, 1)
+        return
+    if matches_any(weight.path, patterns):
+        _add(pred, "ignored", weight.numel, 1)
+    elif not shape_divisible(weight.in_features, weight.out_features, group_size):
+        _add(pred, "non-divisible", weight.numel, 1)
+    else:
+        _add(pred, None, weight.numel, 1)
+
+
+def predict_after_fix(
+    model: nn.Module,
+    block_stacks: Sequence[BlockStack | dict[str, Any] | str],
+    group_size: int,
+    ignore_patterns: Sequence[str] = (),
+    roles: dict[str, dict[str, str]] | None = None,
+) -> Prediction:
+    """Parameters and layers per stack that an adapted AutoRound should pack.
+
+    Every linear-like weight inside the given stacks counts (custom linear classes included, fused
+    experts as one matrix per expert and projection), minus layers matching ``ignore_patterns``
+    (AutoRound's substring rule), shapes AutoRound cannot quantize with ``group_size``, and routers
+    of a custom class (they score experts and stay in float). ``roles`` maps an experts class name to
+    the probed ``{param: role}`` so unknown fused names split correctly.
+    """
+    scan = scan_model(model)
+    patterns = list(ignore_patterns)
+    paths = [s if isinstance(s, str) else s.path if isinstance(s, BlockStack) else s["path"] for s in block_stacks]
+    preds = [StackPrediction(path) for path in paths]
+    for weight in scan.weights:
+        for pred in preds:
+            if weight.path.startswith(pred.stack + "."):
+                if weight.kind == "custom" and weight.name in scan.routers:
+                    _add(pred, "router", weight.numel, 1)
+                else:
+                    _predict_weight(pred, weight, group_size, patterns, (roles or {}).get(weight.cls))
+                break
+    return Prediction(group_size=group_size, ignore_patterns=patterns, stacks=preds)

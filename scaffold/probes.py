@@ -1,0 +1,227 @@
+"""Hook helpers for dynamic probes: find block stacks, capture what each block is called with.
+
+Everything here runs on the tiny random instance (``ctx.tiny()``), never on the meta skeleton.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Stack:
+    """A repeated-block container: ``path`` holds ``count`` blocks of ``block_class``."""
+
+    path: str
+    block_class: str
+    count: int
+    blocks: tuple[str, ...]  # full module paths of the blocks, in order
+    modality: str = "text"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "block_class": self.block_class, "count": self.count}
+
+
+def find_stacks(model: nn.Module) -> list[Stack]:
+    """Block stacks of ``model``: the shared ``block_stacks`` when available, else numbered same-class containers."""
+    found = _shared_block_stacks(model)
+    if found is not None:
+        return found
+    stacks: list[Stack] = []
+    for path, module in model.named_modules():
+        if not isinstance(module, (nn.ModuleList, nn.Sequential)) or len(module) < 2:
+            continue
+        classes = {type(child) for child in module}
+        if len(classes) == 1 and any(isinstance(m, nn.Linear) for m in module[0].modules()):
+            blocks = tuple(f"{path}.{i}" for i in range(len(module)))
+            stacks.append(Stack(path, type(module[0]).__name__, len(module), blocks))
+    return [s for s in stacks if not any(s.path.startswith(o.path + ".") for o in stacks)]
+
+
+def _shared_block_stacks(model: nn.Module) -> list[Stack] | None:
+    for module_name in ("scaffold.coverage", "scaffold.stacks"):
+        try:
+            block_stacks = __import__(module_name, fromlist=["block_stacks"]).block_stacks
+        except (ImportError, AttributeError):
+            continue
+        return [
+            Stack(
+                s.path,
+                s.block_class,
+                s.count,
+                tuple(getattr(s, "blocks", None) or (f"{s.path}.{i}" for i in range(s.count))),
+                getattr(s, "modality", "text"),
+            )
+            for s in block_stacks(model)
+        ]
+    return None
+
+
+def forward_params(module: nn.Module) -> list[str]:
+    """Names of the explicit parameters of ``module.forward`` (no ``*args`` / ``**kwargs``)."""
+    try:
+        params = inspect.signature(module.forward).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+
+@dataclass
+class BlockCall:
+    """One call of a block: its inputs by parameter name (positional ones named from the signature) and output."""
+
+    path: str
+    inputs: dict[str, Any]
+    output: Any = None
+
+
+@dataclass
+class CallRecorder:
+    """Block calls recorded by :func:`record_block_calls`, by block path, in call order."""
+
+    calls: dict[str, list[BlockCall]] = field(default_factory=dict)
+
+    def first(self, path: str) -> BlockCall | None:
+        found = self.calls.get(path)
+        return found[0] if found else None
+
+    def reached(self, path: str) -> bool:
+        return bool(self.calls.get(path))
+
+
+def _named_inputs(module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
+    names = forward_params(module)
+    named = {names[i] if i < len(names) else f"arg{i}": value for i, value in enumerate(args)}
+    named.update(kwargs)
+    return named
+
+
+@contextlib.contextmanager
+def record_block_calls(model: nn.Module, block_paths: list[str], outputs: bool = False) -> Iterator[CallRecorder]:
+    """Record every call of the modules at ``block_paths`` while the ``with`` body runs the model."""
+    recorder = CallRecorder()
+    handles = []
+    for path in block_paths:
+        module = model.get_submodule(path)
+
+        def pre_hook(mod: nn.Module, args: tuple, kwargs: dict, path: str = path) -> None:
+            recorder.calls.setdefault(path, []).append(BlockCall(path, _named_inputs(mod, args, kwargs)))
+
+        handles.append(module.register_forward_pre_hook(pre_hook, with_kwargs=True))
+        if outputs:
+
+            def post_hook(mod: nn.Module, args: tuple, kwargs: dict, output: Any, path: str = path) -> None:
+                recorder.calls[path][-1].output = output
+
+            handles.append(module.register_forward_hook(post_hook, with_kwargs=True))
+    try:
+        yield recorder
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def first_tensor(value: Any) -> torch.Tensor | None:
+    """The tensor a block returns as hidden states (first element of a tuple / ModelOutput)."""
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (tuple, list)) and value:
+        return first_tensor(value[0])
+    return None
+
+
+def describe(value: Any) -> str:
+    """A short type/shape description of a block input, e.g. ``Tensor[2, 8, 64] float32``."""
+    if isinstance(value, torch.Tensor):
+        dtype = str(value.dtype).removeprefix("torch.")
+        return f"Tensor[{', '.join(str(d) for d in value.shape)}] {dtype}" if value.dim() else f"Tensor[] {dtype}"
+    if isinstance(value, (tuple, list)):
+        inner = ", ".join(describe(v) for v in value[:3]) + (", ..." if len(value) > 3 else "")
+        return f"{type(value).__name__}({inner})"
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return repr(value)
+    return type(value).__name__
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Whether two block inputs are the same object or hold equal tensors (recursively for tuples/lists)."""
+    if a is b:
+        return True
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        return a.shape == b.shape and a.dtype == b.dtype and bool(torch.equal(a, b))
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, (bool, int, float, str)) and isinstance(b, type(a)):
+        return a == b
+    return False
+
+
+def tensors_in(value: Any) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in tensors_in(v)]
+    return []
+
+
+def batch_size_of(inputs: dict[str, Any]) -> int:
+    ids = inputs.get("input_ids")
+    if ids is None:
+        ids = next((v for v in inputs.values() if isinstance(v, torch.Tensor) and v.dim() >= 1), None)
+    return int(ids.shape[0]) if ids is not None else 1
+
+
+def calibration_samples(inputs: dict[str, Any], count: int = 2) -> list[dict[str, Any]]:
+    """``count`` one-row forward inputs made from the tiny batch, as AutoRound's calibration loop feeds them.
+
+    Rows beyond the batch are the first row rolled along the sequence. An ``attention_mask`` gets its last
+    position zeroed up front, as AutoRound's ``calib`` does in place, so the reference forward sees the same mask.
+    """
+    batch = batch_size_of(inputs)
+    samples: list[dict[str, Any]] = []
+    for row in range(count):
+        sample: dict[str, Any] = {}
+        for key, value in inputs.items():
+            if isinstance(value, torch.Tensor) and value.dim() >= 1 and value.shape[0] == batch:
+                piece = value[row % batch : row % batch + 1].clone()
+                if row >= batch and key.endswith("input_ids"):
+                    piece = torch.roll(piece, shifts=row, dims=-1)
+                sample[key] = piece
+            else:
+                sample[key] = value
+        if isinstance(sample.get("attention_mask"), torch.Tensor) and sample["attention_mask"].dim() == 2:
+            sample["attention_mask"][:, -1] = 0
+        samples.append(sample)
+    return samples
+
+
+def run_forward(model: nn.Module, inputs: dict[str, Any]) -> Any:
+    """The model's default forward without a KV cache, as AutoRound's calibration calls it."""
+    with torch.no_grad():
+        try:
+            return model(**inputs, use_cache=False)
+        except TypeError as exc:
+            if "use_cache" not in str(exc):
+                raise
+            return model(**inputs)
+
+
+def run_each(model: nn.Module, samples: list[dict[str, Any]], hook: Callable[[int], None] | None = None) -> None:
+    for index, sample in enumerate(samples):
+        if hook is not None:
+            hook(index)
+        run_forward(model, sample)
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".strip()

@@ -1,0 +1,171 @@
+"""Render an adaptation folder with copier, format it, and move it into place all at once.
+
+The copier template (``templates/adaptation``) writes the plugin, the generated test, REPORT.md,
+README rows and the answers file; this module adds the checkout files of the plan, ``inspect.json``
+and ``edits.json``, runs ``ruff format`` when ruff is installed (the templates already produce
+formatted code, so output is the same without it), lists every ``TODO(scaffold)`` with its file and
+line in REPORT.md, and replaces the destination only once everything rendered.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scaffold.errors import ScaffoldError
+from scaffold.plan import Plan, TodoItem
+
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates" / "adaptation"
+TODO_MARK = "TODO(scaffold)"
+CHECKOUT_DIR = "autoround"  # plan.files go under <out>/autoround/<path in the checkout>
+INSPECT_FILE = "inspect.json"
+EDITS_FILE = "edits.json"
+
+
+@dataclass
+class Rendered:
+    """What was (or, for a dry run, would be) written."""
+
+    out: Path
+    files: list[str]  # paths relative to ``out``, sorted
+    todos: list[TodoItem] = field(default_factory=list)
+    formatted_with_ruff: bool = False
+
+
+def ruff_available() -> bool:
+    return importlib.util.find_spec("ruff") is not None
+
+
+def ruff_format(paths: list[Path]) -> None:
+    """Format ``paths`` with the project's style, independent of any config around the output folder."""
+    if not paths:
+        return
+    command = [sys.executable, "-m", "ruff", "format", "--isolated", "--line-length", "120"]
+    command += ["--target-version", "py310", "--quiet", *map(str, paths)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise ScaffoldError(f"ruff format failed on generated code: {done.stderr.strip()[:500]}", "render")
+
+
+def find_todos(folder: Path) -> list[TodoItem]:
+    """Every ``TODO(scaffold)`` comment in generated Python files outside the tests, as ``file:line``."""
+    todos = []
+    for path in sorted(folder.rglob("*.py")):
+        relative = path.relative_to(folder).as_posix()
+        if path.name.startswith("test_") or path.name == "conftest.py":
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if TODO_MARK in line:
+                text = line.split(TODO_MARK, 1)[1].lstrip(" :-").strip() or line.strip()
+                todos.append(TodoItem(file=relative, line=number, text=text))
+    return todos
+
+
+def edits_json(plan: Plan) -> dict[str, Any]:
+    try:
+        from scaffold.patch.serialize import plan_to_json
+    except ImportError:
+        return dataclasses.asdict(plan)
+    return plan_to_json(plan)
+
+
+def _dump(data: Any) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def _copy_template(folder: Path, answers: dict[str, Any], data: dict[str, Any]) -> None:
+    import copier
+
+    try:
+        copier.run_copy(
+            str(TEMPLATE_DIR),
+            str(folder),
+            data={**answers, **data},
+            defaults=True,
+            overwrite=True,
+            unsafe=False,
+            quiet=True,
+        )
+    except Exception as exc:  # noqa: BLE001 - a template error is one line for the user
+        raise ScaffoldError(f"rendering {TEMPLATE_DIR.name} failed: {type(exc).__name__}: {exc}", "render") from exc
+
+
+def _render_once(
+    folder: Path, answers: dict[str, Any], data: dict[str, Any], extra: dict[str, str], use_ruff: bool
+) -> None:
+    _copy_template(folder, answers, data)
+    for relative, content in extra.items():
+        path = folder / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content, encoding="utf-8")
+    if use_ruff:
+        ruff_format(sorted(folder.rglob("*.py")))
+
+
+def render_folder(
+    out: Path,
+    *,
+    answers: dict[str, Any],
+    data: dict[str, Any],
+    plan: Plan,
+    inspect_json: dict[str, Any],
+    extra_files: dict[str, str] | None = None,
+    use_ruff: bool | None = None,
+    dry_run: bool = False,
+    force: bool = False,
+) -> Rendered:
+    """Render the adaptation into ``out`` atomically (nothing half-written on error).
+
+    ``answers`` are the copier questions recorded in the answers file, ``data`` the computed values
+    (``report`` gets ``todos`` filled in here), ``extra_files`` more files relative to ``out``.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ScaffoldError(f"{out} exists and is not a folder", "render")
+    if out.is_dir() and any(out.iterdir()) and not force and not dry_run:
+        raise ScaffoldError(f"{out} already exists", "render", hint="pass --force to replace it")
+    use_ruff = ruff_available() if use_ruff is None else use_ruff
+    extra = {f"{CHECKOUT_DIR}/{f.path}": f.content for f in plan.files}
+    extra[INSPECT_FILE] = _dump(inspect_json)
+    extra[EDITS_FILE] = _dump(edits_json(plan))
+    extra.update(extra_files or {})
+
+    parent = out.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
+    try:
+        folder = staging / out.name
+        report = dict(data.get("report", {}))
+        _render_once(folder, answers, {**data, "report": {**report, "todos": []}}, extra, use_ruff)
+        todos = find_todos(folder)
+        if todos:  # second pass: REPORT.md lists them with the line numbers of the formatted files
+            shutil.rmtree(folder)
+            todo_rows = [dataclasses.asdict(t) for t in todos]
+            _render_once(folder, answers, {**data, "report": {**report, "todos": todo_rows}}, extra, use_ruff)
+        files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+        if not dry_run:
+            _move_into_place(folder, out.resolve(), staging)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return Rendered(out=out, files=files, todos=todos, formatted_with_ruff=use_ruff)
+
+
+def _move_into_place(folder: Path, out: Path, staging: Path) -> None:
+    """Swap ``folder`` in for ``out``; an existing ``out`` is kept until the new one is in place."""
+    backup = staging / "previous"
+    if out.exists():
+        out.rename(backup)
+    try:
+        folder.rename(out)
+    except OSError:
+        if backup.exists():
+            backup.rename(out)
+        raise

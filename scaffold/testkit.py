@@ -1,0 +1,258 @@
+"""What every generated ``test_<slug>.py`` runs: apply the adaptation, check it, quantize, write a verdict.
+
+Generated tests stay short and readable by calling these helpers; the facts they check (replaced
+classes, registries, the predicted packed layers) are recorded in the test itself at generation
+time. Set ``SCAFFOLD_ADAPTATION=checkout`` to test a patched AutoRound checkout on ``PYTHONPATH``
+instead of importing the runtime plugin; ``SCAFFOLD_VERDICT`` names a JSON file the verdict goes to.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import inspect
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+ADAPTATION_ENV = "SCAFFOLD_ADAPTATION"
+VERDICT_ENV = "SCAFFOLD_VERDICT"
+TODO_MARK = "TODO(scaffold)"
+
+
+def apply_adaptation(folder: Path, plugin: str | None) -> str:
+    """Import the runtime plugin from ``folder`` (default) or rely on a patched checkout; returns the mode."""
+    mode = os.environ.get(ADAPTATION_ENV, "plugin")
+    if mode == "checkout":
+        import auto_round
+
+        record_verdict(adaptation="checkout", auto_round_path=str(Path(auto_round.__file__).parent))
+        return mode
+    if plugin:
+        if str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
+        importlib.import_module(plugin)
+    record_verdict(adaptation="plugin")
+    return "plugin"
+
+
+def target_spec(folder: Path, target: str, relative_path: str) -> str:
+    """The target to build: the recorded folder relative to the generated one if any, else the spec."""
+    return str((folder / relative_path).resolve()) if relative_path else target
+
+
+def build_tiny_target(spec: str, trust_remote_code: bool, seed: int = 0) -> Any:
+    """The same tiny random instance ``scaffold new-arch`` predicted on (2 blocks per stack)."""
+    from scaffold.resolve import resolve_target
+    from scaffold.tiny import build_tiny
+
+    torch.manual_seed(seed)
+    target = resolve_target(spec, trust_remote_code=trust_remote_code)
+    return build_tiny(target.config, trust_remote_code=target.trust_remote_code, seed=seed)
+
+
+def unfinished_todos(folder: Path) -> list[str]:
+    """``file:line`` of every ``TODO(scaffold)`` left in the generated Python files (skeletons to finish)."""
+    found = []
+    this_test = {path.name for path in folder.glob("test_*.py")}
+    for path in sorted(folder.rglob("*.py")):
+        if path.name in this_test or path.name == "conftest.py":
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if TODO_MARK in line:
+                found.append(f"{path.relative_to(folder)}:{number}: {line.strip()}")
+    return found
+
+
+def stack_block_names(model: nn.Module, stacks: list[str]) -> list[list[str]]:
+    return [[f"{path}.{name}" for name, _ in model.get_submodule(path).named_children()] for path in stacks]
+
+
+def registry_problems(model: nn.Module, test_data: dict[str, Any]) -> list[str]:
+    """What the adapted AutoRound still gets wrong about ``model`` per the generated facts (empty: all good)."""
+    from auto_round import special_model_handler as handler
+    from auto_round.utils import model as utils_model
+
+    problems = []
+    stacks = test_data.get("block_stacks")
+    if stacks:
+        found = [sorted({name.rsplit(".", 1)[0] for name in names}) for names in utils_model.get_block_names(model)]
+        if [s for group in found for s in group] != stacks:
+            problems.append(f"get_block_names returns stacks {found}, expected {stacks}")
+    for model_class, keys in test_data.get("shared_cache_keys", {}).items():
+        registered = tuple(handler.SPECIAL_SHARED_CACHE_KEYS.get(model_class, ()))
+        if not set(keys) <= set(registered):
+            problems.append(f"SPECIAL_SHARED_CACHE_KEYS[{model_class!r}] = {registered}, expected {keys}")
+    ignore = test_data.get("ignore_layers")
+    if ignore:
+        ignored = set(handler.get_predefined_ignore_layers(model))
+        suffixes = tuple(ignore["router_suffixes"])
+        expected = set(ignore["patterns"])
+        expected |= {name for name, _ in model.named_modules() if suffixes and name.endswith(suffixes)}
+        if not expected <= ignored:
+            problems.append(f"predefined ignore layers miss {sorted(expected - ignored)}")
+    if test_data.get("llm_only") and utils_model.is_mllm_model(model):
+        problems.append("AutoRound still treats the model as multimodal (is_mllm_model is True)")
+    return problems
+
+
+def adapt_like_autoround(model: nn.Module) -> nn.Module:
+    """The structural changes AutoRound makes before calibration: replacements, then special handling."""
+    from auto_round import special_model_handler as handler
+    from auto_round.modeling.fused_moe.replace_modules import materialize_model_
+
+    model = handler.update_module(model, cleanup_original=False)
+    materialize_model_(model)
+    return handler._handle_special_model(model)
+
+
+@dataclass
+class Equivalence:
+    checked: list[str] = field(default_factory=list)  # module paths compared
+    max_abs_err: float = 0.0
+    problems: list[str] = field(default_factory=list)
+
+
+def _tensors(output: Any) -> list[torch.Tensor]:
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if isinstance(output, dict):
+        output = list(output.values())
+    if isinstance(output, list | tuple):
+        return [t for item in output for t in _tensors(item)]
+    return []
+
+
+def _capture_calls(model: nn.Module, paths: list[str], inputs: dict[str, torch.Tensor]) -> dict[str, tuple]:
+    """The (args, kwargs) each module at ``paths`` is first called with during a forward of ``model``."""
+    calls: dict[str, tuple] = {}
+    handles = []
+    for path in paths:
+
+        def hook(module, args, kwargs, path=path):
+            calls.setdefault(path, (copy.deepcopy(args), copy.deepcopy(kwargs)))
+
+        handles.append(model.get_submodule(path).register_forward_pre_hook(hook, with_kwargs=True))
+    try:
+        with torch.no_grad():
+            model(**inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return calls
+
+
+def _route_every_expert(module: nn.Module, args: tuple, kwargs: dict, entry: dict[str, Any]) -> tuple[tuple, dict]:
+    """Replace the expert indices of a captured call by a round-robin assignment so every expert is used."""
+    index_arg, experts = entry.get("index_arg"), entry.get("num_experts")
+    if not index_arg or not experts:
+        return args, kwargs
+    bound = inspect.signature(module.forward).bind(*args, **kwargs)
+    index = bound.arguments.get(index_arg)
+    if not isinstance(index, torch.Tensor):
+        return args, kwargs
+    bound.arguments[index_arg] = (torch.arange(index.numel()) % experts).reshape(index.shape).to(index.dtype)
+    return bound.args, bound.kwargs
+
+
+def check_equivalence(tiny: Any, test_data: dict[str, Any], tolerance: float = 1e-5) -> Equivalence:
+    """Each replaced or converted module computes what the original did (float32, same captured inputs)."""
+    entries = [*test_data.get("replacements", []), *test_data.get("conversions", [])]
+    result = Equivalence()
+    if not entries:
+        return result
+    reference = copy.deepcopy(tiny.model).float().eval()
+    adapted = adapt_like_autoround(copy.deepcopy(tiny.model).float().eval())
+    paths = [path for entry in entries for path in entry["module_paths"]]
+    calls = _capture_calls(reference, paths, tiny.inputs)
+    for entry in entries:
+        for path in entry["module_paths"]:
+            original, new = reference.get_submodule(path), adapted.get_submodule(path)
+            if type(new) is type(original):
+                result.problems.append(f"{path}: still {type(original).__name__}, the adaptation did not replace it")
+                continue
+            if path not in calls:
+                result.problems.append(f"{path}: not called by the model's forward")
+                continue
+            args, kwargs = _route_every_expert(original, *calls[path], entry)
+            with torch.no_grad():
+                expected, got = _tensors(original(*args, **kwargs)), _tensors(new(*args, **kwargs))
+            if not expected or len(expected) != len(got):
+                result.problems.append(f"{path}: outputs differ in structure ({len(expected)} vs {len(got)} tensors)")
+                continue
+            err = max(float((a.float() - b.float()).abs().max()) for a, b in zip(expected, got, strict=True))
+            result.max_abs_err = max(result.max_abs_err, err)
+            result.checked.append(path)
+            if err > tolerance:
+                result.problems.append(f"{path}: max abs error {err:.3g} > {tolerance}")
+            if all(float(t.abs().max()) == 0.0 for t in got):
+                result.problems.append(f"{path}: the replacement's output is all zero")
+    record_verdict(max_equivalence_error=result.max_abs_err, modules_compared=len(result.checked))
+    return result
+
+
+@dataclass
+class QuantCheck:
+    packed_layers: int
+    packed_params: int
+    block_share: float
+    reload_ok: bool
+    finite: bool
+    error: str | None = None
+
+
+def tokenizer_for(tiny: Any) -> Any:
+    from scaffold.tiny.inputs import text_vocab_size
+    from scaffold.tiny.tokenizer import make_tokenizer
+
+    names = tuple(name for name in ("input_ids", "attention_mask") if name in tiny.inputs) or ("input_ids",)
+    return make_tokenizer(text_vocab_size(tiny.config), model_input_names=names)
+
+
+def quantize_and_reload(
+    tiny: Any, out_dir: Path, *, stacks: list[str], group_size: int, trust_remote_code: bool
+) -> QuantCheck:
+    """AutoRound W4A16 (iters=2, nsamples=2) on the tiny instance; count what the export packed; reload it."""
+    from scaffold.quantize import block_coverage, count_packed, reload_and_forward, run_autoround
+    from scaffold.tiny.tokenizer import calibration_texts
+
+    torch.manual_seed(0)
+    original = copy.deepcopy(tiny.model)
+    run = run_autoround(
+        copy.deepcopy(tiny.model), tokenizer_for(tiny), calibration_texts(), out_dir, group_size=group_size
+    )
+    packed = count_packed(run.export_dir)
+    coverage = block_coverage(original, packed, stack_block_names(original, stacks))
+    reload = reload_and_forward(run.export_dir, trust_remote_code=trust_remote_code)
+    check = QuantCheck(
+        packed_layers=len(packed.packed),
+        packed_params=sum(packed.packed.values()),
+        block_share=coverage.share,
+        reload_ok=reload.ok,
+        finite=reload.finite,
+        error=reload.error,
+    )
+    record_verdict(
+        layers_quantized=check.packed_layers,
+        block_share=round(check.block_share, 6),
+        export="ok",
+        reload="ok" if reload.ok and reload.finite else (reload.error or "non-finite logits"),
+    )
+    return check
+
+
+def record_verdict(**values: Any) -> None:
+    """Merge ``values`` into the JSON verdict file named by ``SCAFFOLD_VERDICT`` (no-op when unset)."""
+    target = os.environ.get(VERDICT_ENV)
+    if not target:
+        return
+    path = Path(target)
+    data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    data.update(values)
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")

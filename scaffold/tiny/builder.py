@@ -1,0 +1,171 @@
+"""``build_tiny``: try shrink strategies from the most to the least aggressive, keep the first that forwards."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from scaffold.build import instantiate, pick_auto_class
+from scaffold.errors import ScaffoldError
+from scaffold.tiny.init import repair_uninitialised
+from scaffold.tiny.inputs import forward_parameters, make_inputs
+from scaffold.tiny.model import TinyModel
+from scaffold.tiny.shrink import ShrinkTargets, shrink_config_dict
+
+# A strategy whose model would be larger than this is not "tiny": it is skipped, not built.
+MAX_PARAMETERS = 150_000_000
+# How far an attempt got, for reporting the most informative failure.
+STAGES = ("config", "size", "build", "forward")
+
+
+class ShrinkError(ScaffoldError):
+    """No strategy produced a tiny model that builds and forwards; ``attempts`` says why for each."""
+
+    def __init__(self, message: str, attempts: list[Attempt] | None = None):
+        super().__init__(message, "shrink")
+        self.attempts = attempts or []
+
+
+@dataclass
+class Attempt:
+    strategy: str
+    stage: str  # the stage that failed: config, size, build or forward
+    error: str
+
+
+class _AttemptFailed(Exception):
+    def __init__(self, stage: str, exc: BaseException | str):
+        text = exc if isinstance(exc, str) else f"{type(exc).__name__}: {_first_line(exc)}"
+        super().__init__(text)
+        self.stage = stage
+        self.text = text
+
+
+def strategies(layers: int) -> list[ShrinkTargets]:
+    """Careful (every width tiny) → gentle (per-head dims kept) → depth only (widths kept)."""
+    return [
+        ShrinkTargets("careful", layers=layers),
+        ShrinkTargets("gentle", layers=layers, hidden=None, head_dim=None),
+        ShrinkTargets("depth_only", layers=layers, hidden=None, heads=None, head_dim=None),
+    ]
+
+
+def build_tiny(config: Any, *, trust_remote_code: bool = False, layers: int = 2, seed: int = 0) -> TinyModel:
+    """A tiny random float32 CPU instance of ``config``'s architecture that forwards, or :class:`ShrinkError`."""
+    if layers < 1:
+        raise ScaffoldError(f"layers must be at least 1, got {layers}", "shrink")
+    tree = config.to_dict()
+    attempts: list[Attempt] = []
+    for targets in strategies(layers):
+        try:
+            return _attempt(config, tree, targets, trust_remote_code=trust_remote_code, seed=seed)
+        except _AttemptFailed as failed:
+            attempts.append(Attempt(targets.name, failed.stage, failed.text))
+    best = max(attempts, key=lambda a: STAGES.index(a.stage))
+    raise ShrinkError(
+        f"no shrink strategy gives a working tiny {getattr(config, 'model_type', '') or type(config).__name__}; "
+        f"best was {best.strategy}, which failed at {best.stage}: {best.error}",
+        attempts,
+    )
+
+
+def _attempt(config: Any, tree: dict, targets: ShrinkTargets, *, trust_remote_code: bool, seed: int) -> TinyModel:
+    shrunk, changes = shrink_config_dict(tree, targets)
+    try:
+        small = rebuild_config(config, shrunk, changes)
+        auto_class = pick_auto_class(small)
+    except Exception as exc:  # noqa: BLE001 - a config validator rejected the shrunk sizes
+        raise _AttemptFailed("config", exc) from exc
+    if targets.hidden is None:
+        _check_size(small, auto_class, trust_remote_code)
+    try:
+        torch.manual_seed(seed)
+        with torch.device("cpu"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = instantiate(small, trust_remote_code=trust_remote_code, auto_class=auto_class)
+        model = model.float().eval()
+        repair_uninitialised(model, seed)
+        inputs = make_inputs(model, model.config, seed)
+    except Exception as exc:  # noqa: BLE001 - the model's own code failed on the shrunk config
+        raise _AttemptFailed("build", exc) from exc
+    try:
+        check_forward(model, inputs)
+    except Exception as exc:  # noqa: BLE001
+        raise _AttemptFailed("forward", exc) from exc
+    return TinyModel(
+        model=model,
+        config=model.config,
+        auto_class=auto_class,
+        inputs=inputs,
+        strategy=targets.name,
+        changes=changes,
+    )
+
+
+def rebuild_config(config: Any, tree: dict, changes: dict[str, list]) -> Any:
+    """The config class rebuilt from the shrunk dict; setting attributes one by one is the fallback."""
+    try:
+        return type(config).from_dict(copy.deepcopy(tree))
+    except Exception as first:  # noqa: BLE001
+        try:
+            return _set_attributes(copy.deepcopy(config), changes)
+        except Exception:  # noqa: BLE001
+            raise first from None
+
+
+def _set_attributes(config: Any, changes: dict[str, list]) -> Any:
+    for path, (_, new) in changes.items():
+        *parents, name = path.split(".")
+        owner = config
+        for parent in parents:
+            owner = owner[parent] if isinstance(owner, dict) else getattr(owner, parent)
+        if isinstance(owner, dict):
+            owner[name] = new
+        else:
+            with contextlib.suppress(AttributeError):  # read-only properties follow the attributes they derive from
+                setattr(owner, name, new)
+    return config
+
+
+def _check_size(config: Any, auto_class: str, trust_remote_code: bool) -> None:
+    try:
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            skeleton = instantiate(config, trust_remote_code=trust_remote_code, auto_class=auto_class)
+    except Exception as exc:  # noqa: BLE001
+        raise _AttemptFailed("build", exc) from exc
+    count = sum(p.numel() for p in skeleton.parameters())
+    if count > MAX_PARAMETERS:
+        raise _AttemptFailed("size", f"{count:,} parameters is over the tiny limit of {MAX_PARAMETERS:,}")
+
+
+def check_forward(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> Any:
+    """Run one forward without KV cache; raise if it fails or its logits are not finite."""
+    extra = {"use_cache": False} if "use_cache" in forward_parameters(model) else {}
+    with torch.no_grad():
+        output = model(**inputs, **extra)
+    logits = first_tensor(output)
+    if logits is None:
+        raise RuntimeError(f"forward returned no tensor ({type(output).__name__})")
+    if not torch.isfinite(logits).all():
+        raise RuntimeError("forward gave non-finite logits")
+    return output
+
+
+def first_tensor(output: Any) -> torch.Tensor | None:
+    """The logits of a model output (or its first tensor)."""
+    logits = getattr(output, "logits", None)
+    if isinstance(logits, torch.Tensor):
+        return logits
+    values = output.values() if isinstance(output, dict) else output if isinstance(output, (tuple, list)) else [output]
+    return next((v for v in values if isinstance(v, torch.Tensor) and v.is_floating_point()), None)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:300] if lines else ""

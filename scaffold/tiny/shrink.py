@@ -1,0 +1,328 @@
+"""Shrink a config (as the dict tree of ``config.to_dict()``) to tiny sizes, keeping its structure.
+
+Every config in the tree (top level, ``text_config``, ``vision_config``, ``attn_config``...) is a
+*frame* with its own hidden size, head count and head dim. Sizes are shrunk by family (see
+:mod:`scaffold.tiny.families`) with scale factors, so relations between sizes survive:
+``qk_head_dim == qk_nope_head_dim + qk_rope_head_dim``, ``hidden == heads * head_dim``,
+``num_attention_heads % num_key_value_heads == 0``, ``sum(mrope_section) == head_dim / 2``.
+Token ids are kept inside the new vocab, distinct ids stay distinct.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from scaffold.tiny.families import Family, family_of
+from scaffold.tiny.layers import LayerPlan, index_lists, per_layer_lists, plan_layers
+
+SKIPPED_DICTS = ("rope_parameters", "rope_scaling", "quantization_config", "id2label", "label2id", "auto_map")
+ROPE_KEYS = ("rope_parameters", "rope_scaling")
+DROPPED_KEYS = ("quantization_config",)
+HIDDEN_PREFERENCE = ("hidden_size", "d_model", "n_embd", "n_embed", "embed_dim", "dim", "model_dim")
+HEADS_PREFERENCE = ("num_attention_heads", "n_head", "n_heads", "num_heads", "num_query_heads")
+LAYERS_PREFERENCE = ("num_hidden_layers", "n_layer", "n_layers", "num_layers", "decoder_layers", "encoder_layers")
+
+
+@dataclass(frozen=True)
+class ShrinkTargets:
+    """How small a strategy makes things; ``None`` keeps that size as it is."""
+
+    name: str
+    layers: int = 2
+    hidden: int | None = 64
+    heads: int | None = 4
+    head_dim: int | None = 16
+    experts: int = 4
+    top_k: int = 2
+    vocab: int = 512
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _scale(value: int, factor: float, multiple: int = 1) -> int:
+    """``value / factor`` rounded to ``multiple``, at least ``multiple`` and never larger than ``value``."""
+    if value <= 0 or factor <= 1:
+        return value
+    scaled = max(multiple, int(round(value / factor / multiple)) * multiple)
+    return min(scaled, value)
+
+
+def _first_int(config: dict[str, Any], names: tuple[str, ...]) -> tuple[str | None, int | None]:
+    for name in names:
+        if _is_int(config.get(name)) and config[name] > 0:
+            return name, config[name]
+    return None, None
+
+
+@dataclass
+class Frame:
+    """The old and new core sizes of one config in the tree."""
+
+    hidden: int | None
+    hidden_new: int | None
+    heads: int | None
+    heads_new: int | None
+    head_dim: int | None
+    head_dim_new: int | None
+    rotary_factor: float
+    layers: LayerPlan | None
+
+    @property
+    def width_factor(self) -> float:
+        return self.hidden / self.hidden_new if self.hidden and self.hidden_new else 1.0
+
+    @property
+    def heads_factor(self) -> float:
+        return self.heads / self.heads_new if self.heads and self.heads_new else 1.0
+
+    @property
+    def head_dim_factor(self) -> float:
+        return self.head_dim / self.head_dim_new if self.head_dim and self.head_dim_new else 1.0
+
+
+def _rotary_factor(config: dict[str, Any]) -> float:
+    for source in (config, *(config.get(k) for k in ROPE_KEYS)):
+        if isinstance(source, dict) and isinstance(source.get("partial_rotary_factor"), (int, float)):
+            return float(source["partial_rotary_factor"])
+    return 1.0
+
+
+def make_frame(config: dict[str, Any], targets: ShrinkTargets) -> Frame:
+    _, hidden = _first_int(config, HIDDEN_PREFERENCE)
+    _, heads = _first_int(config, HEADS_PREFERENCE)
+    head_dim = config.get("head_dim") if _is_int(config.get("head_dim")) and config["head_dim"] > 0 else None
+    if head_dim is None and hidden and heads and hidden % heads == 0:
+        head_dim = hidden // heads
+    heads_new = min(heads, targets.heads) if heads and targets.heads else heads
+    head_dim_new = min(head_dim, targets.head_dim) if head_dim and targets.head_dim else head_dim
+    if head_dim_new and head_dim_new % 2:
+        head_dim_new += 1 if head_dim_new < (head_dim or 0) else 0
+    hidden_new = hidden
+    if hidden:
+        if heads and head_dim and hidden == heads * head_dim and (targets.heads or targets.head_dim):
+            hidden_new = heads_new * head_dim_new
+        elif targets.hidden:
+            hidden_new = min(hidden, targets.hidden)
+        elif targets.heads and heads:
+            hidden_new = _scale(hidden, heads / heads_new, 8)
+    _, layer_count = _first_int(config, LAYERS_PREFERENCE)
+    plan = plan_layers(config, layer_count, targets.layers) if layer_count and layer_count > targets.layers else None
+    return Frame(hidden, hidden_new, heads, heads_new, head_dim, head_dim_new, _rotary_factor(config), plan)
+
+
+class Shrinker:
+    """Shrinks a config dict tree; records every change as ``{"path.to.attr": [old, new]}``."""
+
+    def __init__(self, targets: ShrinkTargets):
+        self.targets = targets
+        self.changes: dict[str, list] = {}
+        self.hidden_map: dict[int, int] = {}
+        self.token_map: dict[int, int] = {}
+
+    # -- tree walking -------------------------------------------------------------------------
+    def shrink(self, tree: dict[str, Any]) -> dict[str, Any]:
+        tree = copy.deepcopy(tree)
+        frames = list(self._frames(tree, ""))
+        made = [(path, config, make_frame(config, self.targets)) for path, config in frames]
+        for _, _, frame in made:
+            if frame.hidden and frame.hidden_new and frame.hidden != frame.hidden_new:
+                self.hidden_map.setdefault(frame.hidden, frame.hidden_new)
+        self._plan_token_ids(frames)
+        for path, config, frame in made:
+            self._shrink_frame(path, config, frame)
+        for key in DROPPED_KEYS:
+            if tree.get(key) is not None:
+                self._record(key, "<present>", None)
+                tree.pop(key)
+        return tree
+
+    def _frames(self, config: dict[str, Any], path: str):
+        yield path, config
+        for key, value in config.items():
+            if key in SKIPPED_DICTS or not isinstance(value, dict):
+                continue
+            if "model_type" in value or key.endswith("config") or key in ("encoder", "decoder"):
+                yield from self._frames(value, f"{path}{key}.")
+
+    def _record(self, path: str, old: Any, new: Any) -> None:
+        if old != new:
+            first = self.changes.get(path, [old])[0]
+            self.changes[path] = [first, new]
+
+    # -- token ids ----------------------------------------------------------------------------
+    def _plan_token_ids(self, frames: list[tuple[str, dict[str, Any]]]) -> None:
+        vocab = self.targets.vocab
+        ids: set[int] = set()
+        for _, config in frames:
+            for key, value in config.items():
+                if family_of(key) is Family.TOKEN_ID:
+                    values = value if isinstance(value, list) else [value]
+                    ids.update(v for v in values if _is_int(v) and v >= 0)
+        olds = sorted(i for i in ids if i >= vocab)
+        in_range = {i for i in ids if i < vocab}
+        free = (i for i in range(vocab - 1, -1, -1) if i not in in_range)
+        self.token_map = {old: next(free) for old in olds}
+
+    def _map_token(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return [self._map_token(v) for v in value]
+        return self.token_map.get(value, value) if _is_int(value) else value
+
+    # -- one frame ----------------------------------------------------------------------------
+    def _shrink_frame(self, path: str, config: dict[str, Any], frame: Frame) -> None:
+        if frame.layers is not None:
+            self._shrink_layer_lists(path, config, frame.layers)
+        periods: dict[str, int] = {}
+        original = dict(config)
+        for key in list(config):
+            value = config[key]
+            family = family_of(key)
+            if family is None:
+                new = self._unclassified(key, value)
+            elif isinstance(value, list):
+                new = [self._scalar(key, v, family, frame, original) for v in value]
+            else:
+                new = self._scalar(key, value, family, frame, original)
+            if family is Family.PERIOD and _is_int(new):
+                periods[key] = new
+            if new != value:
+                config[key] = new
+                self._record(path + key, value, new)
+        self._shrink_offsets(path, config, periods)
+        for key in ROPE_KEYS:
+            if isinstance(config.get(key), dict):
+                self._shrink_rope(f"{path}{key}.", config[key], frame)
+        if "use_cache" in config or not path:
+            if config.get("use_cache") is not False:
+                self._record(path + "use_cache", config.get("use_cache"), False)
+            config["use_cache"] = False
+
+    def _shrink_layer_lists(self, path: str, config: dict[str, Any], plan: LayerPlan) -> None:
+        for key, values in per_layer_lists(config, plan.old_count).items():
+            config[key] = plan.slice(values)
+            self._record(path + key, f"<{plan.old_count} entries>", config[key])
+        for key, values in index_lists(config, plan.old_count).items():
+            config[key] = plan.renumber(values)
+            self._record(path + key, values, config[key])
+
+    def _scalar(self, key: str, value: Any, family: Family, frame: Frame, config: dict) -> Any:
+        """The new value of one int attribute; ``config`` holds the frame's original values."""
+        if not _is_int(value):
+            return value
+        t = self.targets
+        layers = frame.layers.new_count if frame.layers else None
+        if family is Family.TOKEN_ID:
+            return self._map_token(value)
+        if family is Family.VOCAB:
+            return min(value, t.vocab)
+        if family is Family.HIDDEN:
+            return frame.hidden_new if value == frame.hidden else _scale(value, frame.width_factor, 8)
+        if family is Family.WIDTH:
+            return _scale(value, frame.width_factor, 8)
+        if family is Family.HEADS:
+            return frame.heads_new if value == frame.heads else _scale(value, frame.heads_factor)
+        if family is Family.KV_HEADS:
+            return self._kv_heads(value, frame)
+        if family is Family.HEAD_DIM:
+            return frame.head_dim_new if value == frame.head_dim else _scale(value, frame.head_dim_factor, 2)
+        if family is Family.EXPERTS:
+            return min(value, t.experts)
+        if family is Family.SHARED_EXPERTS:
+            return min(value, 1)
+        if family is Family.TOP_K:
+            return min(value, t.top_k, t.experts)
+        if family is Family.EXPERT_GROUPS:
+            return min(value, 2)
+        if family is Family.TOPK_GROUPS:
+            groups = next((config[k] for k in config if family_of(k) is Family.EXPERT_GROUPS), None)
+            new_groups = min(groups, 2) if _is_int(groups) else 2
+            return min(value, new_groups if _is_int(groups) and value >= groups else max(1, new_groups // 2))
+        if layers is None:
+            return value
+        if family is Family.LAYERS:
+            return min(value, layers)
+        if family is Family.PERIOD:
+            return min(value, layers)
+        if family is Family.DENSE_PREFIX:
+            return min(value, max(layers - 1, 0)) if value > 0 else value
+        return value
+
+    def _kv_heads(self, value: int, frame: Frame) -> int:
+        if not frame.heads_new:
+            return value
+        new = frame.heads_new if value == frame.heads else max(1, round(value / frame.heads_factor))
+        new = min(new, frame.heads_new)
+        while frame.heads_new % new:
+            new -= 1
+        return new
+
+    def _shrink_offsets(self, path: str, config: dict[str, Any], periods: dict[str, int]) -> None:
+        for key in list(config):
+            value = config[key]
+            if family_of(key) is not Family.OFFSET or not _is_int(value) or value <= 0:
+                continue
+            stem = key[: -len("_offset")]
+            period = next((p for k, p in periods.items() if k.startswith(stem)), None)
+            if period is None:
+                continue
+            new = min(value, max(period - 1, 0))
+            if new != value:
+                config[key] = new
+                self._record(path + key, value, new)
+
+    def _unclassified(self, key: str, value: Any) -> Any:
+        """An int size named like a width that equals some frame's old hidden size follows that frame."""
+        if _is_int(value) and value in self.hidden_map and value >= 128 and key.endswith(("size", "dim")):
+            return self.hidden_map[value]
+        return value
+
+    # -- rotary embedding parameters ----------------------------------------------------------
+    def _shrink_rope(self, path: str, rope: dict[str, Any], frame: Frame) -> None:
+        if not frame.head_dim or not frame.head_dim_new or frame.head_dim == frame.head_dim_new:
+            return
+        old_halves = {frame.head_dim // 2, int(frame.head_dim * frame.rotary_factor) // 2}
+        new_half = int(frame.head_dim_new * frame.rotary_factor) // 2
+        for key, value in list(rope.items()):
+            if isinstance(value, dict):
+                self._shrink_rope(f"{path}{key}.", value, frame)
+                continue
+            if not isinstance(value, list) or not value:
+                continue
+            if all(_is_int(v) for v in value) and sum(value) in old_halves:
+                new = _split_proportionally(value, new_half)
+            elif all(isinstance(v, (int, float)) for v in value) and len(value) in old_halves:
+                new = _resample(value, new_half)
+            else:
+                continue
+            rope[key] = new
+            self._record(path + key, value, new)
+
+
+def _split_proportionally(parts: list[int], total: int) -> list[int]:
+    """Integers proportional to ``parts`` that add up to ``total``."""
+    old_total = sum(parts)
+    new = [max(1, math.floor(p * total / old_total)) if p else 0 for p in parts]
+    i = 0
+    while sum(new) != total:
+        step = 1 if sum(new) < total else -1
+        if new[i % len(new)] + step >= (1 if parts[i % len(parts)] else 0):
+            new[i % len(new)] += step
+        i += 1
+    return new
+
+
+def _resample(values: list, length: int) -> list:
+    if length <= 0:
+        return []
+    return [values[min(len(values) - 1, i * len(values) // length)] for i in range(length)]
+
+
+def shrink_config_dict(tree: dict[str, Any], targets: ShrinkTargets) -> tuple[dict[str, Any], dict[str, list]]:
+    """Shrunk copy of ``tree`` (from ``config.to_dict()``) and the changes made."""
+    shrinker = Shrinker(targets)
+    return shrinker.shrink(tree), shrinker.changes

@@ -1,0 +1,187 @@
+"""Hand-written small architectures, each tripping exactly one dynamic detector (plus a clean control).
+
+Every arch is a tiny causal LM: embedding -> stack of attention blocks -> norm -> lm_head. The variants
+change only what the model passes to its blocks (or add a stack the forward never runs). They register
+with the transformers auto classes under unique ``da_*`` model types.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
+from transformers.modeling_outputs import CausalLMOutput
+
+from scaffold.build import build_meta
+from scaffold.context import InspectContext
+from scaffold.resolve import ResolvedTarget
+from scaffold.tiny.model import TinyModel
+
+
+class DynamicArchConfig(PretrainedConfig):
+    """transformers 5 configs are dataclasses: fields are annotated class attributes."""
+
+    model_type = "da_plain"
+
+    vocab_size: int = 128
+    hidden_size: int = 64
+    intermediate_size: int = 128
+    num_attention_heads: int = 4
+    num_hidden_layers: int = 2
+
+
+class Attention(nn.Module):
+    def __init__(self, config: DynamicArchConfig):
+        super().__init__()
+        h = config.hidden_size
+        self.heads = config.num_attention_heads
+        self.q_proj, self.k_proj = nn.Linear(h, h), nn.Linear(h, h)
+        self.v_proj, self.o_proj = nn.Linear(h, h), nn.Linear(h, h)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        b, s, d = x.shape
+        q, k, v = (p(x).view(b, s, self.heads, -1).transpose(1, 2) for p in (self.q_proj, self.k_proj, self.v_proj))
+        scores = q @ k.transpose(-1, -2) / math.sqrt(d // self.heads)
+        if bias is not None:  # [heads, q, k]: per model, the same for every sample
+            scores = scores + bias
+        causal = torch.ones(s, s, dtype=torch.bool, device=x.device).triu(1)
+        attn = scores.masked_fill(causal, float("-inf")).softmax(-1)
+        return self.o_proj((attn @ v).transpose(1, 2).reshape(b, s, d))
+
+
+class Block(nn.Module):
+    def __init__(self, config: DynamicArchConfig):
+        super().__init__()
+        self.input_norm = nn.LayerNorm(config.hidden_size)
+        self.attn = Attention(config)
+        self.post_norm = nn.LayerNorm(config.hidden_size)
+        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_bias: torch.Tensor | None = None,
+        layer_scale: torch.Tensor | None = None,
+        states: list[torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor]:
+        h = hidden_states
+        if layer_scale is not None:
+            h = h * (1.0 + layer_scale)
+        if states is not None:
+            h = h + states[0]
+        h = h + self.attn(self.input_norm(h), bias=position_bias)
+        h = h + self.down_proj(F.gelu(self.up_proj(self.post_norm(h))))
+        return (h,)
+
+
+class DynamicArchModel(PreTrainedModel):
+    config_class = DynamicArchConfig
+    base_model_prefix = "model"
+    _no_split_modules = ["Block"]
+    mtp_tower = False  # an extra stack of blocks the forward never runs
+
+    def __init__(self, config: DynamicArchConfig):
+        super().__init__(config)
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList([Block(config) for _ in range(config.num_hidden_layers)])
+        if self.mtp_tower:
+            self.mtp_layers = nn.ModuleList([Block(config) for _ in range(2)])
+        self.rel_bias = nn.Parameter(torch.randn(config.num_attention_heads, 64, 64) * 0.1)
+        self.norm = nn.LayerNorm(config.hidden_size)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:  # weights are made in __init__ already
+        pass
+
+    def block_kwargs(self, embeds: torch.Tensor, index: int) -> dict:
+        """What the forward passes to block ``index`` besides the hidden states; variants override it."""
+        return {}
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs):
+        h = self.embed_tokens(input_ids)
+        self._embeds = h
+        for index, layer in enumerate(self.layers):
+            h = layer(h, attention_mask=attention_mask, **self.block_kwargs(h, index))[0]
+        return CausalLMOutput(logits=self.lm_head(self.norm(h)))
+
+
+class SharedBiasModel(DynamicArchModel):
+    """A relative-position bias ``[heads, seq, seq]`` computed once and passed to every block."""
+
+    def block_kwargs(self, embeds: torch.Tensor, index: int) -> dict:
+        if index == 0:
+            s = embeds.shape[1]
+            self._bias = self.rel_bias[:, :s, :s]
+        return {"position_bias": self._bias}
+
+
+class LayerScaleModel(DynamicArchModel):
+    """Each block gets its own 0-d tensor (a layer-dependent scale)."""
+
+    def block_kwargs(self, embeds: torch.Tensor, index: int) -> dict:
+        return {"layer_scale": torch.tensor(0.1 * (index + 1))}
+
+
+class StateListModel(DynamicArchModel):
+    """Every block gets the same Python list holding the (per-sample) embedding output."""
+
+    def block_kwargs(self, embeds: torch.Tensor, index: int) -> dict:
+        if index == 0:
+            self._states = [self._embeds]
+        return {"states": self._states}
+
+
+def _arch(model_type: str, base: type = DynamicArchModel, **model_attrs) -> tuple[type, type]:
+    config_cls = type(f"{model_type}_Config", (DynamicArchConfig,), {"model_type": model_type})
+    model_cls = type(f"{model_type}_ForCausalLM", (base,), {"config_class": config_cls, **model_attrs})
+    return config_cls, model_cls
+
+
+# model_type -> (config class, model class). Each non-control arch trips exactly one detector.
+ARCHS: dict[str, tuple[type, type]] = {
+    "da_plain": _arch("da_plain"),
+    "da_mtp_tower": _arch("da_mtp_tower", mtp_tower=True),
+    "da_shared_bias": _arch("da_shared_bias", SharedBiasModel),
+    "da_layer_scale": _arch("da_layer_scale", LayerScaleModel),
+    "da_state_list": _arch("da_state_list", StateListModel),
+}
+DETECTOR_OF = {
+    "da_mtp_tower": "forward_coverage",
+    "da_shared_bias": "shared_cache_keys",
+    "da_layer_scale": "block_replay",
+    "da_state_list": "block_replay",
+}
+
+
+def register_all() -> None:
+    for model_type, (config_cls, model_cls) in ARCHS.items():
+        AutoConfig.register(model_type, config_cls, exist_ok=True)
+        AutoModelForCausalLM.register(config_cls, model_cls, exist_ok=True)
+
+
+def tiny_of(config: PretrainedConfig, model_cls: type, seed: int = 0) -> TinyModel:
+    torch.manual_seed(seed)
+    model = model_cls(config).eval()
+    generator = torch.Generator().manual_seed(seed)
+    inputs = {
+        "input_ids": torch.randint(0, config.vocab_size, (2, 8), generator=generator),
+        "attention_mask": torch.ones(2, 8, dtype=torch.long),
+    }
+    return TinyModel(model=model, config=config, auto_class="AutoModelForCausalLM", inputs=inputs, strategy="hand")
+
+
+def make_context(model_type: str, *, dynamic: bool = True) -> InspectContext:
+    """An InspectContext for a registered arch: meta skeleton through the real build, tiny instance preset."""
+    register_all()
+    config_cls, model_cls = ARCHS[model_type]
+    config = config_cls()
+    target = ResolvedTarget(spec=f"transformers:{model_type}", kind="transformers", config=config, model_type=model_type)
+    meta = build_meta(config, where=target.spec)
+    tiny = tiny_of(config_cls(), model_cls) if dynamic else None
+    return InspectContext(target=target, meta_model=meta, dynamic=dynamic, _tiny=tiny)

@@ -1,0 +1,125 @@
+"""The measuring harness on a tiny llama-like model: every block linear packed, reload finite."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from scaffold.quantize import block_coverage, block_share, count_packed, reload_and_forward, run_autoround
+
+
+def _tiny_llama():
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    config = LlamaConfig(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=512,
+        max_position_embeddings=128,
+        pad_token_id=1,
+        bos_token_id=2,
+        eos_token_id=3,
+    )
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(config).eval()
+
+
+@pytest.fixture(scope="module")
+def llama_export(tmp_path_factory):
+    from conftest import calibration_texts, local_tokenizer
+
+    model = _tiny_llama()
+    linears = {name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
+    out = tmp_path_factory.mktemp("llama") / "export"
+    run = run_autoround(model, local_tokenizer(), calibration_texts(), out, group_size=32)
+    return model, linears, run
+
+
+@pytest.mark.slow
+def test_run_autoround_packs_every_block_linear(llama_export):
+    model, linears, run = llama_export
+    assert run.ok, run.error_line
+    assert any("Summary: quantized 14/15" in line for line in run.summary_lines), run.summary_lines
+    packed = count_packed(run.export_dir)
+    assert set(packed.packed) == {name for name in linears if ".layers." in name}
+    assert len(packed.packed) == 14
+    assert packed.packed["model.layers.0.mlp.down_proj"] == 128 * 64
+    assert packed.packed_shapes["model.layers.0.self_attn.k_proj"] == (64, 32)
+    assert "lm_head" in packed.plain and "model.embed_tokens" in packed.plain
+    coverage = block_coverage(run.original_params, packed, [["model.layers.0", "model.layers.1"]])
+    assert coverage.share == 1.0 and coverage.unquantized == [] and coverage.unmatched_packed == []
+    assert coverage.total_params == 2 * (64 * 64 * 2 + 64 * 32 * 2 + 3 * 64 * 128)
+    assert block_share(_tiny_llama(), packed, ["model.layers.0", "model.layers.1"]) == 1.0
+    assert block_share(run.original_params, packed, ["model.layers.0"]) == 1.0
+
+
+@pytest.mark.slow
+def test_reload_and_forward_is_finite(llama_export):
+    _, _, run = llama_export
+    result = reload_and_forward(run.export_dir)
+    assert result.ok, result.error
+    assert result.finite
+    assert result.quantized_modules == 14
+
+
+def test_run_autoround_captures_errors(tmp_path):
+    from conftest import calibration_texts, local_tokenizer
+
+    model = _tiny_llama()
+    run = run_autoround(
+        model, local_tokenizer(), calibration_texts(), tmp_path / "x", scheme="NO_SUCH_SCHEME", raise_errors=False
+    )
+    assert not run.ok and run.error_type and "NO_SUCH_SCHEME" in run.error_line
+    with pytest.raises(Exception, match="NO_SUCH_SCHEME"):
+        run_autoround(model, local_tokenizer(), calibration_texts(), tmp_path / "y", scheme="NO_SUCH_SCHEME")
+
+
+def test_count_packed_reads_bits_and_plain_weights(tmp_path):
+    from safetensors.torch import save_file
+
+    tensors = {
+        "blocks.0.proj.qweight": torch.zeros(64 * 8 // 32, 32, dtype=torch.int32),  # 8-bit override, in=64
+        "blocks.0.fc.qweight": torch.zeros(64 * 4 // 32, 16, dtype=torch.int32),  # 4-bit default, in=64
+        "blocks.0.experts.w_in": torch.zeros(4, 32, 64),
+        "blocks.0.norm.weight": torch.zeros(64),
+        "head.weight": torch.zeros(10, 64),
+    }
+    save_file(tensors, str(tmp_path / "model.safetensors"))
+    qconfig = {"bits": 4, "group_size": 32, "extra_config": {"blocks.0.proj": {"bits": 8}}}
+    (tmp_path / "config.json").write_text(json.dumps({"quantization_config": qconfig}))
+    packed = count_packed(tmp_path)
+    assert packed.packed == {"blocks.0.proj": 64 * 32, "blocks.0.fc": 64 * 16}
+    assert packed.plain == {"blocks.0.experts.w_in": 4 * 32 * 64, "head": 640}
+    assert packed.group_size == 32 and packed.packed_params == 64 * 48
+
+
+def test_block_coverage_counts_unfused_experts_for_fused_owner():
+    from scaffold.quantize import PackedCount
+
+    class Experts(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w_in = torch.nn.Parameter(torch.zeros(2, 8, 4))
+            self.w_out = torch.nn.Parameter(torch.zeros(2, 4, 4))
+
+    model = torch.nn.Module()
+    model.blocks = torch.nn.ModuleList([torch.nn.Module()])
+    model.blocks[0].experts = Experts()
+    model.blocks[0].proj = torch.nn.Linear(4, 4)
+    packed = PackedCount(
+        packed={"blocks.0.experts.0.w_in": 32, "blocks.0.experts.1.w_in": 32, "other.proj": 16},
+        packed_shapes={},
+        plain={},
+        bits=4,
+        group_size=128,
+    )
+    coverage = block_coverage(model, packed, ["blocks.0"])
+    assert coverage.total_params == 64 + 32 + 16
+    assert coverage.per_owner == {"blocks.0.experts": (64, 96), "blocks.0.proj": (0, 16)}
+    assert coverage.share == pytest.approx(64 / 112)
+    assert coverage.unquantized == ["blocks.0.experts", "blocks.0.proj"]

@@ -1,0 +1,125 @@
+"""build_tiny must build and forward >= 90% of transformers' causal-LM types, with no regression.
+
+Known failures live in tests/data/tiny_baseline.json (type -> reason): the tool's compatibility
+baseline. A type failing that is not in the baseline fails this test; baseline types that now pass
+are reported so the baseline can be trimmed. Regenerate the baseline with
+``python tests/test_tiny_coverage.py --write-baseline``.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import signal
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+BASELINE = Path(__file__).parent / "data" / "tiny_baseline.json"
+PER_TYPE_SECONDS = 60
+MIN_PASS_RATE = 0.90
+
+
+def causal_lm_types() -> list[str]:
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    return sorted(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
+
+
+@contextmanager
+def time_guard(seconds: int):
+    """Interrupt a type that takes longer than ``seconds`` (SIGALRM, main thread only)."""
+
+    def expire(signum, frame):
+        raise TimeoutError(f"took longer than {seconds}s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def try_type(model_type: str) -> str | None:
+    """None when the type's tiny model builds and forwards, else a one-line reason."""
+    import torch
+    from transformers import AutoConfig
+
+    from scaffold.tiny import build_tiny
+
+    torch.manual_seed(0)
+    try:
+        with time_guard(PER_TYPE_SECONDS):
+            tiny = build_tiny(AutoConfig.for_model(model_type))
+            del tiny
+    except Exception as exc:  # noqa: BLE001 - the reason is the result
+        lines = str(exc).strip().splitlines()
+        return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:400]
+    finally:
+        gc.collect()
+    return None
+
+
+def run_coverage(types: list[str]) -> tuple[dict[str, str], dict[str, float]]:
+    failures, seconds = {}, {}
+    for model_type in types:
+        start = time.perf_counter()
+        reason = try_type(model_type)
+        seconds[model_type] = round(time.perf_counter() - start, 2)
+        if reason is not None:
+            failures[model_type] = reason
+    return failures, seconds
+
+
+def load_baseline() -> dict[str, str]:
+    return json.loads(BASELINE.read_text(encoding="utf-8"))["failures"] if BASELINE.exists() else {}
+
+
+@pytest.mark.slow
+def test_causal_lm_coverage(capsys):
+    types = causal_lm_types()
+    start = time.perf_counter()
+    failures, seconds = run_coverage(types)
+    elapsed = time.perf_counter() - start
+    baseline = load_baseline()
+    regressions = {t: r for t, r in failures.items() if t not in baseline}
+    fixed = sorted(t for t in baseline if t in types and t not in failures)
+    slowest = sorted(seconds.items(), key=lambda kv: -kv[1])[:5]
+    with capsys.disabled():
+        print(f"\ntiny coverage: {len(types) - len(failures)}/{len(types)} types in {elapsed:.0f}s; slowest {slowest}")
+        for model_type, reason in sorted(failures.items()):
+            print(f"  FAIL {model_type}: {reason}")
+        if fixed:
+            print(f"  now passing, remove from {BASELINE.name}: {fixed}")
+    assert not regressions, f"types failing that are not in the baseline: {regressions}"
+    assert (len(types) - len(failures)) / len(types) >= MIN_PASS_RATE
+
+
+def main() -> None:
+    """``--write-baseline``: run the coverage and record the current failures as the baseline."""
+    types = causal_lm_types()
+    start = time.perf_counter()
+    failures, seconds = run_coverage(types)
+    print(f"{len(types) - len(failures)}/{len(types)} pass in {time.perf_counter() - start:.0f}s")
+    for model_type, reason in sorted(failures.items()):
+        print(f"FAIL {model_type}: {reason}")
+    if "--write-baseline" in sys.argv:
+        import transformers
+
+        data = {
+            "transformers": transformers.__version__,
+            "types": len(types),
+            "failures": dict(sorted(failures.items())),
+        }
+        BASELINE.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    if "--times" in sys.argv:
+        print(json.dumps(dict(sorted(seconds.items(), key=lambda kv: -kv[1])[:20]), indent=1))
+
+
+if __name__ == "__main__":
+    main()
