@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import gc
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -30,6 +29,7 @@ from scaffold.probes import (
     first_tensor,
     record_block_calls,
     run_forward,
+    tiny_speed,
 )
 
 if TYPE_CHECKING:
@@ -49,6 +49,7 @@ class BlockReplay:
     max_abs_err: float | None = None
     cached: dict[str, str] = field(default_factory=dict)  # what AutoRound stored per input (after preprocessing)
     real_call: BlockCall | None = None  # the block's inputs and output in the real forward (first sample)
+    inputs_from: str | None = None  # replayed with this (earlier) block's cached input_others, as AutoRound does
 
     @property
     def ok(self) -> bool:
@@ -138,16 +139,15 @@ def _compare(outputs: list[torch.Tensor], references: list[torch.Tensor], batch_
     return "", float((got.float() - expected.float()).abs().max())
 
 
-def _replay_block(ar: Any, name: str, cached: dict[str, Any], references: list[BlockCall]) -> BlockReplay:
-    from auto_round.calibration.utils import _update_inputs
+def _run_and_compare(
+    ar: Any, result: BlockReplay, input_ids: Any, input_others: dict, references: list[BlockCall]
+) -> BlockReplay:
+    from auto_round.modeling.fused_moe.replace_modules import materialize_model_
 
-    result = BlockReplay(block=name, stage="replay", real_call=references[0] if references else None)
+    runner = ar.alg_composer.block_forward
     try:
-        inputs, _ = _update_inputs(dict(cached), None)
-        input_ids, input_others = ar._preprocess_block_inputs(inputs)
-        result.cached = {key: describe(value) for key, value in input_others.items() if key != "positional_inputs"}
-        runner = ar.alg_composer.block_forward
-        block = ar.model_context.model.get_submodule(name)
+        block = ar.model_context.model.get_submodule(result.block)
+        materialize_model_(block)  # as _quantize_blocks does before tuning (replaced MoE weights start on meta)
         with torch.no_grad():
             outputs = runner(block, input_ids, input_others)
     except Exception as exc:  # noqa: BLE001 - the crash is the finding
@@ -168,57 +168,94 @@ def _replay_block(ar: Any, name: str, cached: dict[str, Any], references: list[B
     return result
 
 
+def _replay_group(ar: Any, group: list[str], cached: dict[str, Any], references: dict[str, list]) -> list[BlockReplay]:
+    """Replay the group's first block from its cache, then its second block with the first block's ``input_others``
+    and its own real hidden states, as ``_quantize_blocks`` feeds every later block."""
+    from auto_round.calibration.utils import _update_inputs
+
+    first = BlockReplay(block=group[0], stage="replay", real_call=_first(references[group[0]]))
+    try:
+        inputs, _ = _update_inputs(dict(cached), None)
+        input_ids, input_others = ar._preprocess_block_inputs(inputs)
+    except Exception as exc:  # noqa: BLE001
+        first.exception = first_line(exc)
+        return [first]
+    first.cached = {key: describe(value) for key, value in input_others.items() if key != "positional_inputs"}
+    done = [_run_and_compare(ar, first, input_ids, input_others, references[group[0]])]
+    calls = references[group[1]] if len(group) > 1 else []
+    if first.ok and calls and len(calls) == len(references[group[0]]) and all(c.hidden is not None for c in calls):
+        second = BlockReplay(block=group[1], stage="replay", real_call=_first(references[group[1]]))
+        second.cached, second.inputs_from = first.cached, group[0]
+        hidden = [call.hidden for call in references[group[1]]]
+        done.append(_run_and_compare(ar, second, hidden, input_others, references[group[1]]))
+    return done
+
+
+def _first(calls: list[BlockCall]) -> BlockCall | None:
+    return calls[0] if calls else None
+
+
 def replay_first_blocks(
     model: nn.Module,
-    block_names: list[str],
+    groups: list[list[str]],
     samples: list[dict[str, Any]],
     extra_shared_keys: tuple[str, ...] = (),
 ) -> ReplayRun:
-    """Cache and replay ``block_names`` (first blocks of stacks) with AutoRound on a copy of ``model``."""
+    """Cache and replay block groups (AutoRound's ``get_block_names``) with AutoRound on a copy of ``model``.
+
+    The first block of each group is cached and replayed as in ``quantize()``; the second one is replayed with
+    the first one's cached ``input_others``, which is what AutoRound gives every later block of the group.
+    """
     from auto_round.compressors.utils import get_shared_keys
 
-    references = reference_calls(model, block_names, samples)
     model_class = type(model).__name__
     run = ReplayRun(shared_keys=(), samples=len(samples))
+    first_names = [group[0] for group in groups]
     ar = None
-    with declared_shared_keys(model_class, extra_shared_keys), quiet_autoround():
+    with declared_shared_keys(model_class, extra_shared_keys), quiet_autoround(), tiny_speed():
         run.shared_keys = tuple(get_shared_keys(model))
         try:
+            references = reference_calls(model, [name for group in groups for name in group[:2]], samples)
+        except Exception as exc:  # noqa: BLE001 - without a reference there is nothing to compare
+            run.setup_error = f"the real forward on one-sample batches failed: {first_line(exc)}"
+            return run
+        try:
             ar = _autoround(copy.deepcopy(model), samples)
-            cache_names = list(block_names)
-            last = cache_names[-1] if len(cache_names) > 1 else None  # as _quantize_via_rtn_blockwise / quantize
-            cache = ar.cache_data(cache_names, len(samples), [], last_cache_name=last)
+            if getattr(ar.model_context, "is_mllm", False):
+                run.setup_error = "AutoRound treats the model as multimodal (it wants a processor and image data)"
+                return run
+            last = first_names[-1] if len(first_names) > 1 else None  # as the orchestrator's quantize()
+            cache = ar.cache_data(list(first_names), len(samples), [], last_cache_name=last)
         except Exception as exc:  # noqa: BLE001
             if ar is None:
                 run.setup_error = first_line(exc)
             else:
-                for name in block_names:
-                    real = references[name][0] if references[name] else None
-                    run.blocks[name] = BlockReplay(name, "cache", exception=first_line(exc), real_call=real)
+                for name in first_names:
+                    run.blocks[name] = BlockReplay(
+                        name, "cache", exception=first_line(exc), real_call=_first(references[name])
+                    )
             return run
-        try:
-            for name in block_names:
-                if name not in cache:
-                    real = references[name][0] if references[name] else None
-                    never = "no inputs cached: the forward never ran it"
-                    run.blocks[name] = BlockReplay(name, "cache", exception=never, real_call=real)
-                    continue
-                run.blocks[name] = _replay_block(ar, name, cache[name], references[name])
-        finally:
-            del ar
-            gc.collect()
+        for group in groups:
+            if group[0] not in cache:
+                never = "no inputs cached: the forward never ran it"
+                run.blocks[group[0]] = BlockReplay(
+                    group[0], "cache", exception=never, real_call=_first(references[group[0]])
+                )
+                continue
+            for replay in _replay_group(ar, group, cache[group[0]], references):
+                run.blocks[replay.block] = replay
     return run
 
 
 def replay_on_tiny(ctx: InspectContext, extra_shared_keys: tuple[str, ...] = ()) -> ReplayRun:
-    """Replay the first block of every stack AutoRound finds in ``ctx.tiny()`` (memoized per key set)."""
+    """Replay the first two blocks of every stack AutoRound finds in ``ctx.tiny()`` (memoized per key set)."""
     keys = tuple(sorted(set(extra_shared_keys)))
     memo = f"autoround_replay:{','.join(keys)}"
     if memo not in ctx.probe_results:
         tiny = ctx.tiny()
-        names = [group[0] for group in get_block_names(tiny.model) if group]
-        if names:
-            run = replay_first_blocks(tiny.model, names, calibration_samples(tiny.inputs), keys)
+        groups = [list(group) for group in get_block_names(tiny.model) if group]
+        if groups:
+            run = replay_first_blocks(tiny.model, groups, calibration_samples(tiny.inputs), keys)
         else:
             run = ReplayRun(shared_keys=keys, setup_error="AutoRound's get_block_names finds no blocks to replay")
         ctx.probe_results[memo] = run

@@ -55,10 +55,10 @@ def instantiate(config: Any, *, trust_remote_code: bool = False, auto_class: str
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        try:
-            return auto.from_config(config, torch_dtype=torch.float32, **kwargs)
+        try:  # `dtype` since transformers 4.56; `torch_dtype` is deprecated and logs a warning on every call
+            return auto.from_config(config, dtype=torch.float32, **kwargs)
         except TypeError as exc:
-            if "torch_dtype" not in str(exc) and "dtype" not in str(exc):
+            if "dtype" not in str(exc):
                 raise
             return auto.from_config(config, **kwargs)
 

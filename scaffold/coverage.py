@@ -64,8 +64,7 @@ def _in_blocks(path: str, block_paths: set[str]) -> bool:
 
 def _reason_today(
     weight: LinearWeight,
-    model: nn.Module,
-    ctx_model_type: str,
+    experts_covered: bool,
     block_paths: set[str],
     ignored: list[str],
     routers: set[str],
@@ -75,8 +74,7 @@ def _reason_today(
     if not _in_blocks(weight.path, block_paths):
         return OUTSIDE_BLOCKS
     if weight.kind == "experts":
-        module = model.get_submodule(weight.path)
-        if not (autoround_unfuses(module, weight.path) or builtin_replacement(ctx_model_type)):
+        if not experts_covered:
             return FUSED_EXPERTS
         _, in_f, out_f = expert_matrices(weight.attr, weight.in_features, weight.out_features, weight.num_experts)
         return None if shape_divisible(in_f, out_f, group_size) else NON_DIVISIBLE
@@ -102,6 +100,8 @@ def coverage_of(
     block_paths = {name for names in autoround_blocks for name in names}
     ignored = predefined_ignore_layers(model)
     result = {s.path: StackCoverage(s.path, s.count, 0, 0, 0, 0) for s in scan.stacks}
+    replaced = builtin_replacement(model_type)
+    covered: dict[str, bool] = {}  # experts module path -> unfused or replaced by AutoRound
     for weight in scan.weights:
         stack = stack_of(weight.path, scan.stacks)
         if stack is None:
@@ -110,7 +110,9 @@ def coverage_of(
         layers = _layers(weight)
         cov.linear_params += weight.numel
         cov.linear_layers += layers
-        reason = _reason_today(weight, model, model_type, block_paths, ignored, scan.routers, group_size)
+        if weight.kind == "experts" and weight.path not in covered:
+            covered[weight.path] = replaced or autoround_unfuses(model.get_submodule(weight.path), weight.path)
+        reason = _reason_today(weight, covered.get(weight.path, False), block_paths, ignored, scan.routers, group_size)
         if reason is None:
             cov.quantizable_params += weight.numel
             cov.quantizable_layers += layers

@@ -211,7 +211,7 @@ def cause_of(exc: BaseException, stage: str) -> str:
 
 
 def load_stage(exc: BaseException, default: str) -> str:
-    """"import" when ``exc`` came from transformers loading the remote-code modules, else ``default``."""
+    """The stage of a build failure: ``import`` when transformers was loading the remote-code modules."""
     if any(frame.f_code.co_filename.endswith("dynamic_module_utils.py") for frame in _frames(exc)):
         return "import"
     return default

@@ -83,7 +83,13 @@ def call_convention(module: nn.Module, call: CapturedCall, hidden_size: int) -> 
         shape = tensors[index].shape
         weight = next((n for n, t in tensors.items() if t.is_floating_point() and t.shape == shape), None)
     convention = "topk" if hidden and index and weight else "unknown"
-    return {"convention": convention, "hidden_arg": hidden, "index_arg": index, "weight_arg": weight, "signature": signature}
+    return {
+        "convention": convention,
+        "hidden_arg": hidden,
+        "index_arg": index,
+        "weight_arg": weight,
+        "signature": signature,
+    }
 
 
 @dataclass

@@ -88,35 +88,14 @@ def predict(report: InspectReport, plan: Plan, ctx: InspectContext | None) -> di
         tiny = ctx.tiny()
     except ProbeUnavailable:
         return None
-    from scaffold.coverage import predefined_ignore_layers
-    from scaffold.predict import predict_after_fix
-    from scaffold.quantize import block_weights
-    from scaffold.testkit import stack_block_names
+    from scaffold.testkit import expected_packing
 
-    stacks = _stacks(report, plan)
-    ignore = plan.test_data.get("ignore_layers")
-    if ignore:
-        suffixes = tuple(ignore["router_suffixes"])
-        routers = [name for name, _ in tiny.model.named_modules() if suffixes and name.endswith(suffixes)]
-        patterns = [*ignore["patterns"], *routers]
-    else:
-        patterns = predefined_ignore_layers(tiny.model)
     roles = {
         f.evidence["class"]: f.evidence["layout"]["roles"]
         for f in report.problems
         if f.mode is Mode.FUSED_MOE and f.evidence.get("layout", {}).get("roles")
     }
-    prediction = predict_after_fix(tiny.model, stacks, TINY_GROUP_SIZE, patterns, roles)
-    total = sum(block_weights(tiny.model, stack_block_names(tiny.model, stacks)).values())
-    return {
-        "stacks": stacks,
-        "layers": prediction.layers,
-        "params": prediction.params,
-        "block_share": round(prediction.params / total, 6) if total else 0.0,
-        "group_size": TINY_GROUP_SIZE,
-        "ignore_patterns": patterns,
-        "roles": roles,
-    }
+    return expected_packing(tiny.model, _stacks(report, plan), TINY_GROUP_SIZE, plan.test_data, roles)
 
 
 def _repo_root(path: Path) -> Path | None:
@@ -127,13 +106,14 @@ def _repo_root(path: Path) -> Path | None:
 
 
 def target_path_from(target: ResolvedTarget, out: Path) -> str:
-    """A local target folder relative to ``out`` when both live in the same repository, else ``""``."""
+    """Where the generated test finds a local target folder: relative to ``out`` inside the same repository
+    (so the folder moves with the repo), else absolute; ``""`` for other targets."""
     if target.kind != "local" or target.model_dir is None:
         return ""
     model_dir, out = Path(target.model_dir).resolve(), out.resolve()
     root = _repo_root(model_dir)
     if root is None or root != _repo_root(out if out.exists() else out.parent):
-        return ""
+        return model_dir.as_posix()
     return Path(os.path.relpath(model_dir, out)).as_posix()
 
 
@@ -143,11 +123,10 @@ def constants_source(
     has_plugin = bool(plan.edits or plan.plugin_parts)
     rows = [
         f"TARGET = {py_str(target.spec)}",
-        f"TARGET_PATH = {py_str(target_path)}  # the target folder relative to this one, when in the same repo",
+        f"TARGET_PATH = {py_str(target_path)}  # the target folder; relative to this one inside the same repo",
         f"TRUST_REMOTE_CODE = {target.trust_remote_code}",
         f"PLUGIN = {py_str(slug + '_autoround') if has_plugin else None}",
         f"GROUP_SIZE = {group_size}",
-        f"TINY_GROUP_SIZE = {TINY_GROUP_SIZE}",
         f"TOLERANCE = {TOLERANCE}",
         "# What AutoRound must pack on the tiny instance (scaffold.predict at generation time).",
         f"PREDICTED = {py_literal(prediction)}",
@@ -274,6 +253,8 @@ def new_arch(
     from scaffold.inspection import inspect_with_context
 
     out = Path(out) if out is not None else Path("generated") / target.slug
+    if out.is_dir() and any(out.iterdir()) and not (force or dry_run):  # fail before the slow inspection
+        raise ScaffoldError(f"{out} already exists", "render", hint="pass --force to replace it")
     report, ctx = inspect_with_context(target, group_size=group_size, dynamic=True)
     plan, items = build_plan(report, ctx)
     prediction = predict(report, plan, ctx)

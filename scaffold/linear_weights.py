@@ -13,10 +13,14 @@ from functools import lru_cache
 from torch import nn
 
 # 2-D parameters that are lookup tables, scales or positions, never a projection.
-_NOT_PROJECTION = re.compile(r"embed|pos|bias|norm|scale|sink|table|cache|freq", re.IGNORECASE)
+_NOT_PROJECTION = re.compile(r"embed|pos|bias|norm|scale|sink|table|cache|freq|log|^[A-Z]$", re.IGNORECASE)
 # 3-D parameters AutoRound itself never treats as experts.
 _NON_EXPERT_3D = frozenset({"scale_shift_table"})
 _EXPERT_COUNT_KEYS = ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts")
+# AutoRound's known fused projection names (``KNOWN_PROJECTION_PATTERNS``).
+_KNOWN_EXPERT_NAMES = frozenset(
+    {"gate_up_proj", "gate_proj", "up_proj", "down_proj", "w1", "w2", "w3", "v1", "w1_proj", "w2_proj"}
+)
 
 
 @lru_cache(maxsize=1)
@@ -87,13 +91,25 @@ def experts_transposed(module: nn.Module) -> bool:
     return False
 
 
-def _module_weights(path: str, module: nn.Module) -> list[LinearWeight]:
+def _is_experts_path(path: str) -> bool:
+    """AutoRound's ``_module_name_is_experts_container``: a path token containing "expert" or equal to "moe"."""
+    return any("expert" in token or token == "moe" for token in path.lower().split("."))
+
+
+def _is_expert_param(path: str, name: str, param: nn.Parameter, expert_counts: set[int]) -> bool:
+    """A 3-D parameter is fused experts when named like one, on an experts path, or sized by the expert count."""
+    if name in _NON_EXPERT_3D or param.shape[0] < 2:
+        return False
+    return name in _KNOWN_EXPERT_NAMES or _is_experts_path(path) or int(param.shape[0]) in expert_counts
+
+
+def _module_weights(path: str, module: nn.Module, expert_counts: set[int]) -> list[LinearWeight]:
     params = [(n, p) for n, p in module._parameters.items() if p is not None and not n.startswith("_")]
     if not params or _is_lookup(module):
         return []
     cls = type(module).__name__
     out: list[LinearWeight] = []
-    three_d = [(n, p) for n, p in params if p.dim() == 3 and n not in _NON_EXPERT_3D]
+    three_d = [(n, p) for n, p in params if p.dim() == 3 and _is_expert_param(path, n, p, expert_counts)]
     if three_d and not _is_conv(module):
         transposed = experts_transposed(module)
         for name, param in three_d:
@@ -117,9 +133,10 @@ def _module_weights(path: str, module: nn.Module) -> list[LinearWeight]:
 
 def linear_weights(model: nn.Module) -> list[LinearWeight]:
     """Every linear-like weight of ``model`` in registration order (embeddings, norms, convolutions excluded)."""
+    expert_counts = config_expert_counts(getattr(model, "config", None))
     found: list[LinearWeight] = []
     for path, module in model.named_modules():
-        found.extend(_module_weights(path, module))
+        found.extend(_module_weights(path, module, expert_counts))
     return found
 
 
@@ -166,12 +183,13 @@ def matches_any(name: str, patterns: list[str] | tuple[str, ...]) -> bool:
 
 
 # AutoRound skips int weight-only layers whose weight has a dimension not divisible by 32
-# (``_check_divisible_by_32``); the scheme's group size must also divide the input dimension.
+# (``_check_divisible_by_32``). An input dimension the group size does not divide is padded
+# (``reshape_pad_tensor_by_group_size``) for int schemes; only nv_fp/mx_fp schemes skip it.
 SHAPE_MULTIPLE = 32
 
 
-def shape_divisible(in_features: int, out_features: int, group_size: int) -> bool:
-    """Whether a ``[out, in]`` matrix is quantizable with ``group_size`` under AutoRound's shape rules."""
-    if group_size > 0 and in_features % group_size:
+def shape_divisible(in_features: int, out_features: int, group_size: int, pads_groups: bool = True) -> bool:
+    """Whether AutoRound quantizes a ``[out, in]`` matrix (int schemes pad a last partial group)."""
+    if not pads_groups and group_size > 0 and in_features % group_size:
         return False
     return not (in_features % SHAPE_MULTIPLE or out_features % SHAPE_MULTIPLE)

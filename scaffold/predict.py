@@ -60,12 +60,19 @@ def _add(pred: StackPrediction, reason: str | None, params: int, layers: int) ->
 
 
 def _predict_weight(
-    pred: StackPrediction, weight: LinearWeight, group_size: int, patterns: list[str], roles: dict[str, str] | None
+    pred: StackPrediction,
+    weight: LinearWeight,
+    group_size: int,
+    patterns: list[str],
+    roles: dict[str, str] | None,
+    pads_groups: bool = True,
 ) -> None:
     if weight.kind == "experts":
-        count, in_f, out_f = expert_matrices(weight.attr, weight.in_features, weight.out_features, weight.num_experts, roles)
+        count, in_f, out_f = expert_matrices(
+            weight.attr, weight.in_features, weight.out_features, weight.num_experts, roles
+        )
         per_matrix = in_f * out_f
-        if not shape_divisible(in_f, out_f, group_size):
+        if not shape_divisible(in_f, out_f, group_size, pads_groups):
             _add(pred, "non-divisible", weight.numel, count)
             return
         for name in _expert_names(weight, roles):
@@ -73,7 +80,7 @@ def _predict_weight(
         return
     if matches_any(weight.path, patterns):
         _add(pred, "ignored", weight.numel, 1)
-    elif not shape_divisible(weight.in_features, weight.out_features, group_size):
+    elif not shape_divisible(weight.in_features, weight.out_features, group_size, pads_groups):
         _add(pred, "non-divisible", weight.numel, 1)
     else:
         _add(pred, None, weight.numel, 1)
@@ -85,12 +92,14 @@ def predict_after_fix(
     group_size: int,
     ignore_patterns: Sequence[str] = (),
     roles: dict[str, dict[str, str]] | None = None,
+    pads_groups: bool = True,
 ) -> Prediction:
     """Parameters and layers per stack that an adapted AutoRound should pack.
 
     Every linear-like weight inside the given stacks counts (custom linear classes included, fused
     experts as one matrix per expert and projection), minus layers matching ``ignore_patterns``
-    (AutoRound's substring rule), shapes AutoRound cannot quantize with ``group_size``, and routers
+    (AutoRound's substring rule), shapes AutoRound skips (a dimension not a multiple of 32; with
+    ``pads_groups=False``, for nv_fp/mx_fp schemes, also an input dimension ``group_size`` does not divide), and routers
     of a custom class (they score experts and stay in float). ``roles`` maps an experts class name to
     the probed ``{param: role}`` so unknown fused names split correctly.
     """
@@ -104,6 +113,6 @@ def predict_after_fix(
                 if weight.kind == "custom" and weight.name in scan.routers:
                     _add(pred, "router", weight.numel, 1)
                 else:
-                    _predict_weight(pred, weight, group_size, patterns, (roles or {}).get(weight.cls))
+                    _predict_weight(pred, weight, group_size, patterns, (roles or {}).get(weight.cls), pads_groups)
                 break
     return Prediction(group_size=group_size, ignore_patterns=patterns, stacks=preds)

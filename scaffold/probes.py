@@ -6,8 +6,9 @@ Everything here runs on the tiny random instance (``ctx.tiny()``), never on the 
 from __future__ import annotations
 
 import contextlib
+import gc
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,38 +31,13 @@ class Stack:
 
 
 def find_stacks(model: nn.Module) -> list[Stack]:
-    """Block stacks of ``model``: the shared ``block_stacks`` when available, else numbered same-class containers."""
-    found = _shared_block_stacks(model)
-    if found is not None:
-        return found
-    stacks: list[Stack] = []
-    for path, module in model.named_modules():
-        if not isinstance(module, (nn.ModuleList, nn.Sequential)) or len(module) < 2:
-            continue
-        classes = {type(child) for child in module}
-        if len(classes) == 1 and any(isinstance(m, nn.Linear) for m in module[0].modules()):
-            blocks = tuple(f"{path}.{i}" for i in range(len(module)))
-            stacks.append(Stack(path, type(module[0]).__name__, len(module), blocks))
-    return [s for s in stacks if not any(s.path.startswith(o.path + ".") for o in stacks)]
+    """Block stacks of ``model`` as ``scaffold.coverage.block_stacks`` finds them, with their block paths."""
+    from scaffold.coverage import block_stacks
 
-
-def _shared_block_stacks(model: nn.Module) -> list[Stack] | None:
-    for module_name in ("scaffold.coverage", "scaffold.stacks"):
-        try:
-            block_stacks = __import__(module_name, fromlist=["block_stacks"]).block_stacks
-        except (ImportError, AttributeError):
-            continue
-        return [
-            Stack(
-                s.path,
-                s.block_class,
-                s.count,
-                tuple(getattr(s, "blocks", None) or (f"{s.path}.{i}" for i in range(s.count))),
-                getattr(s, "modality", "text"),
-            )
-            for s in block_stacks(model)
-        ]
-    return None
+    return [
+        Stack(s.path, s.block_class, s.count, tuple(s.blocks), getattr(s, "modality", "text"))
+        for s in block_stacks(model)
+    ]
 
 
 def forward_params(module: nn.Module) -> list[str]:
@@ -80,6 +56,11 @@ class BlockCall:
     path: str
     inputs: dict[str, Any]
     output: Any = None
+    hidden_name: str | None = None  # the first forward parameter: the hidden states AutoRound chains
+
+    @property
+    def hidden(self) -> Any:
+        return self.inputs.get(self.hidden_name) if self.hidden_name else None
 
 
 @dataclass
@@ -112,7 +93,9 @@ def record_block_calls(model: nn.Module, block_paths: list[str], outputs: bool =
         module = model.get_submodule(path)
 
         def pre_hook(mod: nn.Module, args: tuple, kwargs: dict, path: str = path) -> None:
-            recorder.calls.setdefault(path, []).append(BlockCall(path, _named_inputs(mod, args, kwargs)))
+            names = forward_params(mod)
+            call = BlockCall(path, _named_inputs(mod, args, kwargs), hidden_name=names[0] if names else None)
+            recorder.calls.setdefault(path, []).append(call)
 
         handles.append(module.register_forward_pre_hook(pre_hook, with_kwargs=True))
         if outputs:
@@ -204,6 +187,25 @@ def calibration_samples(inputs: dict[str, Any], count: int = 2) -> list[dict[str
     return samples
 
 
+@contextlib.contextmanager
+def tiny_speed() -> Iterator[None]:
+    """Run tiny-model work on one thread, with existing objects moved out of the collector's reach.
+
+    AutoRound calls ``gc.collect()`` several times per setup and caching pass; in a process that has
+    imported torch and transformers each call walks millions of objects (seconds on a busy machine).
+    ``gc.freeze`` leaves the semantics alone: objects created inside are still collected. Tiny matmuls
+    are fastest on one thread (several threads on shared cores mostly wait for each other).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        torch.set_num_threads(threads)
+
+
 def run_forward(model: nn.Module, inputs: dict[str, Any]) -> Any:
     """The model's default forward without a KV cache, as AutoRound's calibration calls it."""
     with torch.no_grad():
@@ -213,13 +215,6 @@ def run_forward(model: nn.Module, inputs: dict[str, Any]) -> Any:
             if "use_cache" not in str(exc):
                 raise
             return model(**inputs)
-
-
-def run_each(model: nn.Module, samples: list[dict[str, Any]], hook: Callable[[int], None] | None = None) -> None:
-    for index, sample in enumerate(samples):
-        if hook is not None:
-            hook(index)
-        run_forward(model, sample)
 
 
 def first_line(exc: BaseException) -> str:

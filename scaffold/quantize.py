@@ -277,11 +277,15 @@ def parameter_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
 
 
 def block_weights(
-    model: nn.Module | Mapping[str, tuple[int, ...]], block_names: Sequence[str] | Sequence[Sequence[str]]
+    model: nn.Module | Mapping[str, tuple[int, ...]],
+    block_names: Sequence[str] | Sequence[Sequence[str]],
+    exclude: Sequence[str] = (),
 ) -> dict[str, int]:
     """Weight parameters per owning module inside the blocks: 2-D ``weight`` params and any 3-D param.
 
-    ``model`` is the original (unquantized) model or its :func:`parameter_shapes`.
+    ``model`` is the original (unquantized) model or its :func:`parameter_shapes`; ``block_names`` are block
+    or stack prefixes (``"model.layers"`` covers every layer); owners matching an ``exclude`` regex (e.g.
+    ``r"\.gate$"`` for routers that must stay unquantized) are left out.
     """
     shapes = model if isinstance(model, Mapping) else parameter_shapes(model)
     prefixes = _flatten(block_names)
@@ -290,6 +294,8 @@ def block_weights(
         if not any(name.startswith(p + ".") for p in prefixes):
             continue
         owner, _, leaf = name.rpartition(".")
+        if any(re.search(pattern, owner) for pattern in exclude):
+            continue
         if (len(shape) == 2 and leaf == "weight") or len(shape) == 3:
             owners[owner] = owners.get(owner, 0) + math.prod(shape)
     return owners
@@ -306,13 +312,14 @@ def block_coverage(
     model: nn.Module | Mapping[str, tuple[int, ...]],
     packed: PackedCount,
     block_names: Sequence[str] | Sequence[Sequence[str]],
+    exclude: Sequence[str] = (),
 ) -> BlockCoverage:
     """Match packed modules to the original model's block weights.
 
     A packed module counts for the deepest owning module that equals it or contains it, so experts
     unfused into ``experts.3.gate_proj`` still count for the original fused ``experts`` parameters.
     """
-    owners = block_weights(model, block_names)
+    owners = block_weights(model, block_names, exclude)
     covered = dict.fromkeys(owners, 0)
     names = _canonical_names(model, packed.packed) if not isinstance(model, Mapping) else {n: n for n in packed.packed}
     unmatched: list[str] = []
@@ -339,9 +346,10 @@ def block_share(
     model: nn.Module | Mapping[str, tuple[int, ...]],
     packed: PackedCount,
     block_names: Sequence[str] | Sequence[Sequence[str]],
+    exclude: Sequence[str] = (),
 ) -> float:
     """Share (0..1) of the original model's block weight parameters covered by packed weights."""
-    return block_coverage(model, packed, block_names).share
+    return block_coverage(model, packed, block_names, exclude).share
 
 
 def reload_and_forward(

@@ -27,7 +27,10 @@ def _evidence_text(finding: Finding) -> str:
     for key, value in finding.evidence.items():
         if value in (None, [], {}, ""):
             continue
-        text = value if isinstance(value, str) else json.dumps(value, default=str)
+        if isinstance(value, list) and len(value) > 2:
+            text = f"[{len(value)} items]"
+        else:
+            text = value if isinstance(value, str) else json.dumps(value, default=str, separators=(",", ":"))
         parts.append(f"{key}={text}")
     joined = "; ".join(parts)
     return joined if len(joined) <= _EVIDENCE_WIDTH else joined[: _EVIDENCE_WIDTH - 1] + "…"
@@ -82,7 +85,9 @@ def _coverage_table(report: InspectReport) -> Table:
 
 def _findings_table(findings: list[Finding]) -> Table:
     table = Table(title="Findings", title_justify="left", show_lines=True)
-    for column in ("failure mode", "severity", "where", "summary / evidence", "fix"):
+    table.add_column("failure mode", no_wrap=True)
+    table.add_column("severity", no_wrap=True)
+    for column in ("where", "summary / evidence", "fix"):
         table.add_column(column, overflow="fold")
     for finding in findings:
         style = _SEVERITY_STYLE[finding.severity]

@@ -27,15 +27,22 @@ from scaffold.plan import DictEntry, Edit, HandlerBranch, IgnoreRule, Plan, Sequ
 
 BUILTIN_NAMES = frozenset(dir(builtins)) | {"__name__", "__file__"}
 
-REBIND = '''def _rebind(name, old, new):
-    """Point every loaded ``auto_round`` module that holds ``old`` under ``name`` at ``new``."""
+REBIND = '''def _rebind(old, new):
+    """Point every global and class attribute of the loaded ``auto_round`` modules that holds ``old`` at ``new``."""
     for module_name, module in list(sys.modules.items()):
-        if module_name.split(".")[0] == "auto_round" and getattr(module, "__dict__", {}).get(name) is old:
-            setattr(module, name, new)
+        if module_name.split(".")[0] != "auto_round":
+            continue
+        for key, value in list(getattr(module, "__dict__", {}).items()):
+            if value is old:
+                setattr(module, key, new)
+            elif isinstance(value, type) and value.__module__ == module_name:
+                for attribute, held in list(vars(value).items()):
+                    if held is old:
+                        setattr(value, attribute, new)
 '''
 
 ADD_TO_SEQUENCE = '''def _add_to_sequence(module, name, item):
-    """Add ``item`` to the tuple, list or set ``module.<name>``; a new tuple is rebound wherever imported."""
+    """Add ``item`` to the tuple, list or set ``module.<name>``; a new tuple replaces the old one everywhere."""
     current = getattr(module, name)
     if item in current:
         return
@@ -44,7 +51,7 @@ ADD_TO_SEQUENCE = '''def _add_to_sequence(module, name, item):
     elif isinstance(current, list):
         current.append(item)
     else:
-        _rebind(name, current, (*current, item))
+        _rebind(current, (*current, item))
 '''
 
 ADD_BRANCH = '''def _add_model_type_branch(model_type, branch):
@@ -57,7 +64,7 @@ ADD_BRANCH = '''def _add_model_type_branch(model_type, branch):
             model = branch(model, model_type)
         return model
 
-    _rebind("_handle_special_model", original, _handle_special_model)
+    _rebind(original, _handle_special_model)
 '''
 
 

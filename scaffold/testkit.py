@@ -197,6 +197,37 @@ def check_equivalence(tiny: Any, test_data: dict[str, Any], tolerance: float = 1
     return result
 
 
+def ignore_patterns(model: nn.Module, test_data: dict[str, Any]) -> list[str]:
+    """The layer names AutoRound leaves in float on ``model`` once adapted (generated rule, else its own rules)."""
+    ignore = test_data.get("ignore_layers")
+    if not ignore:
+        from scaffold.coverage import predefined_ignore_layers
+
+        return predefined_ignore_layers(model)
+    suffixes = tuple(ignore["router_suffixes"])
+    routers = [name for name, _ in model.named_modules() if suffixes and name.endswith(suffixes)]
+    return [*ignore["patterns"], *routers]
+
+
+def expected_packing(
+    model: nn.Module, stacks: list[str], group_size: int, test_data: dict[str, Any], roles: dict[str, dict[str, str]]
+) -> dict[str, Any]:
+    """Layers and weight parameters the adapted AutoRound must pack in ``stacks`` of ``model`` (scaffold.predict)."""
+    from scaffold.predict import predict_after_fix
+    from scaffold.quantize import block_weights
+
+    prediction = predict_after_fix(model, stacks, group_size, ignore_patterns(model, test_data), roles)
+    total = sum(block_weights(model, stack_block_names(model, stacks)).values())
+    return {
+        "stacks": stacks,
+        "layers": prediction.layers,
+        "params": prediction.params,
+        "block_share": round(prediction.params / total, 6) if total else 0.0,
+        "group_size": group_size,
+        "roles": roles,
+    }
+
+
 @dataclass
 class QuantCheck:
     packed_layers: int
@@ -205,6 +236,8 @@ class QuantCheck:
     reload_ok: bool
     finite: bool
     error: str | None = None
+    expected_layers: int = 0
+    expected_params: int = 0
 
 
 def tokenizer_for(tiny: Any) -> Any:
@@ -215,20 +248,17 @@ def tokenizer_for(tiny: Any) -> Any:
     return make_tokenizer(text_vocab_size(tiny.config), model_input_names=names)
 
 
-def quantize_and_reload(
-    tiny: Any, out_dir: Path, *, stacks: list[str], group_size: int, trust_remote_code: bool
+def _quantize_and_count(
+    model: nn.Module, tokenizer: Any, out_dir: Path, expected: dict[str, Any], trust_remote_code: bool, **kwargs: Any
 ) -> QuantCheck:
-    """AutoRound W4A16 (iters=2, nsamples=2) on the tiny instance; count what the export packed; reload it."""
     from scaffold.quantize import block_coverage, count_packed, reload_and_forward, run_autoround
     from scaffold.tiny.tokenizer import calibration_texts
 
     torch.manual_seed(0)
-    original = copy.deepcopy(tiny.model)
-    run = run_autoround(
-        copy.deepcopy(tiny.model), tokenizer_for(tiny), calibration_texts(), out_dir, group_size=group_size
-    )
+    original = copy.deepcopy(model)
+    run = run_autoround(model, tokenizer, calibration_texts(), out_dir, group_size=expected["group_size"], **kwargs)
     packed = count_packed(run.export_dir)
-    coverage = block_coverage(original, packed, stack_block_names(original, stacks))
+    coverage = block_coverage(original, packed, stack_block_names(original, expected["stacks"]))
     reload = reload_and_forward(run.export_dir, trust_remote_code=trust_remote_code)
     check = QuantCheck(
         packed_layers=len(packed.packed),
@@ -237,14 +267,49 @@ def quantize_and_reload(
         reload_ok=reload.ok,
         finite=reload.finite,
         error=reload.error,
+        expected_layers=expected["layers"],
+        expected_params=expected["params"],
     )
     record_verdict(
         layers_quantized=check.packed_layers,
+        layers_expected=check.expected_layers,
         block_share=round(check.block_share, 6),
+        block_share_expected=expected["block_share"],
         export="ok",
         reload="ok" if reload.ok and reload.finite else (reload.error or "non-finite logits"),
     )
     return check
+
+
+def quantize_and_reload(tiny: Any, out_dir: Path, *, predicted: dict[str, Any], trust_remote_code: bool) -> QuantCheck:
+    """AutoRound W4A16 (iters=2, nsamples=2) on the tiny instance; count what the export packed; reload it."""
+    model = copy.deepcopy(tiny.model)
+    return _quantize_and_count(model, tokenizer_for(tiny), out_dir, predicted, trust_remote_code)
+
+
+def quantize_real(
+    spec: str,
+    out_dir: Path,
+    *,
+    predicted: dict[str, Any],
+    test_data: dict[str, Any],
+    group_size: int,
+    trust_remote_code: bool,
+) -> QuantCheck:
+    """The same checks on the real checkpoint (a local folder or a downloaded Hub id) on the GPU."""
+    import pytest
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from scaffold.resolve import resolve_target
+
+    target = resolve_target(spec, trust_remote_code=trust_remote_code)
+    if target.model_dir is None or not any(Path(target.model_dir).glob("*.safetensors")):
+        pytest.skip(f"{spec} has no checkpoint weights on this machine")
+    folder = str(target.model_dir)
+    model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=trust_remote_code, dtype=torch.bfloat16)
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    expected = expected_packing(model, predicted["stacks"], group_size, test_data, predicted.get("roles", {}))
+    return _quantize_and_count(model.eval(), tokenizer, out_dir, expected, trust_remote_code, device_map="cuda")
 
 
 def record_verdict(**values: Any) -> None:

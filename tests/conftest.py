@@ -16,25 +16,12 @@ ARCHS_DIR = Path(__file__).parent / "archs"
 
 
 def local_tokenizer(vocab_size: int = 512, input_names: tuple[str, ...] = ("input_ids", "attention_mask")):
-    """A word-level ``PreTrainedTokenizerFast`` built on the spot: tokens ``w0 .. w{n}`` plus specials."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
+    """A word-level tokenizer made on the spot, specials at the corpus configs' ids (pad 1, bos 2, eos 3)."""
+    from scaffold.tiny.tokenizer import make_tokenizer
 
-    specials = ["[UNK]", "[PAD]", "[BOS]", "[EOS]"]
-    vocab = {token: i for i, token in enumerate(specials)}
-    vocab.update({f"w{i}": i + len(specials) for i in range(vocab_size - len(specials))})
-    backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]", bos_token="[BOS]", eos_token="[EOS]"
+    return make_tokenizer(
+        vocab_size, input_names, special_ids={"unk_token": 0, "pad_token": 1, "bos_token": 2, "eos_token": 3}
     )
-    tokenizer.model_input_names = list(input_names)
-    return tokenizer
-
-
-def calibration_texts(count: int = 4, words: int = 48, vocab_size: int = 512) -> list[str]:
-    """Deterministic calibration strings over the local tokenizer's vocabulary."""
-    return [" ".join(f"w{(7 * i + 13 * j) % (vocab_size - 4)}" for j in range(words)) for i in range(count)]
 
 
 @pytest.fixture
@@ -44,7 +31,9 @@ def make_tokenizer():
 
 @pytest.fixture
 def calib_texts() -> list[str]:
-    return calibration_texts()
+    from scaffold.tiny.tokenizer import calibration_texts
+
+    return calibration_texts(4)
 
 
 def load_arch(name: str, seed: int = 0):

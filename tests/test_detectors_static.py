@@ -116,6 +116,12 @@ def test_block_detection_reports_decoy_and_missed_stack():
     assert finding.evidence["autoround_blocks"] == [["model.embed_helpers.0", "model.embed_helpers.1"]]
 
 
+def test_block_detection_when_autoround_finds_nothing():
+    (finding,) = [f for f in run_static(make_context("sa_sequential")) if f.mode is Mode.BLOCK_DETECTION]
+    assert finding.evidence["autoround_blocks"] == [] and finding.evidence["missing"] == ["model.layers"]
+    assert "no blocks" in finding.summary
+
+
 def test_layer_types_probe_confirms_exact_linear():
     (finding,) = importlib.import_module("scaffold.detectors.layer_types").detect(make_context("sa_custom_linear"))
     ev = finding.evidence
@@ -192,7 +198,9 @@ def test_ignore_layers_non_divisible_and_patterns():
     (finding,) = importlib.import_module("scaffold.detectors.ignore_layers").detect(make_context("sa_non_divisible"))
     ev = finding.evidence
     assert finding.severity is Severity.SILENT and ev["group_size"] == 32
-    assert {d["path"] for d in ev["non_divisible"]} == {f"model.layers.{i}.mlp.{p}" for i in (0, 1) for p in ("up_proj", "down_proj")}
+    assert {d["path"] for d in ev["non_divisible"]} == {
+        f"model.layers.{i}.mlp.{p}" for i in (0, 1) for p in ("up_proj", "down_proj")
+    }
     assert ev["layer_patterns"] == ["mlp.up_proj", "mlp.down_proj"]
 
 
@@ -201,6 +209,15 @@ def test_ignore_layers_router_already_ignored_is_ok():
     assert finding.severity is Severity.OK
     assert finding.evidence["routers"] == ["model.layers.0.mlp.gate", "model.layers.1.mlp.gate"]
     assert finding.evidence["layer_patterns"] == ["mlp.gate"]
+
+
+def test_mtp_layers_beyond_num_hidden_layers_and_by_name():
+    from scaffold.detectors.ignore_layers import _mtp_paths
+    from scaffold.stacks import BlockStack
+
+    stack = BlockStack("model.layers", "Block", 3, "ModuleList", 0, [f"model.layers.{i}" for i in range(3)])
+    names = ["model.layers.0.mlp.up", "model.mtp_head.proj", "model.mtp_head.norm_proj"]
+    assert _mtp_paths([stack], names, num_layers=2) == ["model.layers.2.", "model.mtp_head."]
 
 
 def test_layer_patterns_fall_back_to_full_paths_when_a_suffix_over_matches():
@@ -234,8 +251,16 @@ def test_predict_counts_one_matrix_per_expert_and_projection():
     assert prediction.layers == 2 * (4 * 2 + 4)
     assert prediction.params == 2 * (4 * 2 * 128 * 64 + 4 * 64 * 128)
     assert prediction.stacks[0].skipped == {"ignored": 2 * 4 * 64}
-    # group size 128: only the down projections (in_features 128) stay quantizable
-    assert predict_after_fix(model, ["model.layers"], 128, ["mlp.gate"]).params == 2 * 4 * 64 * 128
+    # int schemes pad a partial last group: group size 128 on in_features 64 still packs
+    assert predict_after_fix(model, ["model.layers"], 128, ["mlp.gate"]).params == prediction.params
+
+
+def test_predict_leaves_out_shapes_autoround_skips():
+    config_cls, model_cls = ARCHS["sa_non_divisible"]  # intermediate 48: not a multiple of 32
+    model = tiny_of(config_cls(), model_cls).model
+    prediction = predict_after_fix(model, ["model.layers"], 32, [])
+    assert (prediction.params, prediction.layers) == (0, 0)
+    assert prediction.stacks[0].skipped == {"non-divisible": 4 * 48 * 64}
 
 
 def test_predict_counts_custom_linear_classes():
@@ -288,3 +313,17 @@ def test_transformers_qwen3_moe_experts_are_covered():
     assert moe.evidence["layout"]["gate_up"] == "concatenated"
     (cov,) = compute_coverage(ctx)
     assert set(cov.where_unquantized) == {"router"} and cov.share > 0.99
+
+
+@pytest.mark.slow
+def test_prediction_equals_what_autoround_packs(make_tokenizer, calib_texts, tmp_path):
+    """Ground truth for the shape rule: int W4A16 pads a partial group (in 96, group 128) and skips 80-wide layers."""
+    from scaffold.quantize import count_packed, run_autoround
+
+    config_cls, model_cls = ARCHS["sa_dense"]
+    model = tiny_of(config_cls(intermediate_size=96, vocab_size=512), model_cls).model
+    model.model.layers[1].mlp.up_proj, model.model.layers[1].mlp.down_proj = nn.Linear(64, 80), nn.Linear(80, 64)
+    prediction = predict_after_fix(model, ["model.layers"], 128, [])
+    run_autoround(model, make_tokenizer(512), calib_texts, tmp_path, iters=0, nsamples=2, seqlen=16, group_size=128)
+    packed = count_packed(tmp_path)
+    assert (packed.packed_params, packed.packed_modules) == (prediction.params, prediction.layers) == (2 * 96 * 64, 2)

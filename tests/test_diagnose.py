@@ -21,7 +21,7 @@ from scaffold.versions import transformers_major
 
 pytestmark = pytest.mark.tf4
 
-CONFIGURATION = '''
+CONFIGURATION = """
 from transformers import PretrainedConfig
 
 
@@ -33,9 +33,9 @@ class TinyXConfig(PretrainedConfig):
         self.hidden_size = hidden_size
         self.num_hidden_layers = num_hidden_layers
         super().__init__(**kwargs)
-'''
+"""
 
-MODELING = '''
+MODELING = """
 import torch
 from torch import nn
 from transformers import PreTrainedModel
@@ -62,7 +62,7 @@ class TinyXForCausalLM(PreTrainedModel):
         for layer in self.layers:
             hidden = layer(hidden)
         return CausalLMOutputWithPast(logits=self.lm_head(hidden))
-'''
+"""
 
 
 def remote_folder(
@@ -71,7 +71,10 @@ def remote_folder(
     """A remote-code model folder; its name is unique because transformers caches modules by folder name."""
     folder = tmp_path / f"tinyx_{tmp_path.name}"
     folder.mkdir()
-    auto_map = {"AutoConfig": "configuration_tinyx.TinyXConfig", "AutoModelForCausalLM": "modeling_tinyx.TinyXForCausalLM"}
+    auto_map = {
+        "AutoConfig": "configuration_tinyx.TinyXConfig",
+        "AutoModelForCausalLM": "modeling_tinyx.TinyXForCausalLM",
+    }
     config = {"model_type": "tinyx", "architectures": ["TinyXForCausalLM"], "auto_map": auto_map}
     (folder / "config.json").write_text(json.dumps(config))
     (folder / "configuration_tinyx.py").write_text(CONFIGURATION)

@@ -279,3 +279,336 @@ def test_fused_moe_skeleton_fails_until_finished(problem, tmp_path, replacement_
     module = import_source(content, tmp_path, f"gen_moe_skeleton_{problem}")
     with pytest.raises(NotImplementedError, match="TODO"):
         module.LinearToyExperts.from_original(experts, None)
+
+
+# ---------------------------------------------------------------------------- block replay (ALiBi / Bloom)
+
+
+def tiny_bloom(seed: int = 0):
+    from transformers import BloomConfig, BloomForCausalLM
+
+    torch.manual_seed(seed)
+    config = BloomConfig(vocab_size=512, hidden_size=64, n_layer=2, n_head=4)
+    return BloomForCausalLM(config).eval()
+
+
+def replay_finding(cause: str = "alibi", inputs: dict | None = None) -> Finding:
+    return Finding(
+        mode=Mode.BLOCK_REPLAY,
+        severity=Severity.FAILS,
+        summary="AutoRound's block replay crashes on transformer.h",
+        fix="rewrite the replayed block inputs",
+        modules=["transformer.h"],
+        classes=["BloomBlock"],
+        evidence={
+            "stack": "transformer.h",
+            "exception": "RuntimeError: The expanded size of the tensor (8) must match the existing size (4)",
+            "inputs": inputs if inputs is not None else {"alibi": "Tensor[8, 1, 32]", "attention_mask": "Tensor[2, 1, 32, 32]"},
+            "cause": cause,
+        },
+        probe="tiny",
+    )
+
+
+def patched_namespace(plan: Plan, tmp_path: Path, name: str) -> dict:
+    return vars(import_source(functions_source(plan), tmp_path, name))
+
+
+def test_block_replay_alibi_fix_is_equivalent(tmp_path):
+    from scaffold.generators import block_replay
+
+    plan = plan_for("bloom", "BloomForCausalLM")
+    block_replay.generate(replay_finding(), plan)
+    assert [type(e).__name__ for e in plan.edits].count("HandlerBranch") == 1
+    source = functions_source(plan)
+    ruff_clean(source, tmp_path)
+    namespace = patched_namespace(plan, tmp_path, "gen_replay_alibi")
+
+    reference, model = tiny_bloom(), tiny_bloom()
+    run_branch(plan, namespace, model)
+    input_ids = torch.randint(4, 512, (2, 12))
+    padded = torch.ones(2, 12, dtype=torch.long)
+    padded[1, :3] = 0  # left padding on the second sample
+    with torch.no_grad():
+        for mask in (None, torch.ones(2, 12, dtype=torch.long), padded):
+            expected = reference(input_ids=input_ids, attention_mask=mask).logits
+            got = model(input_ids=input_ids, attention_mask=mask).logits
+            rows = slice(None) if mask is None else mask.bool()
+            assert (got[rows] - expected[rows]).abs().max().item() <= TOL
+
+    # What AutoRound's replay does: call one block with the cached kwargs, which no longer hold alibi.
+    captured = {}
+    model.transformer.h[0].register_forward_pre_hook(
+        lambda m, a, k: captured.update(k=dict(k), a=a), with_kwargs=True, prepend=False
+    )
+    with torch.no_grad():
+        model(input_ids=input_ids, use_cache=False)
+        assert "alibi" not in captured["k"]
+        block_in = reference.transformer.word_embeddings_layernorm(reference.transformer.word_embeddings(input_ids))
+        replayed = model.transformer.h[0](block_in, **captured["k"])[0]
+        mask = captured["k"].get("attention_mask")
+        alibi = reference.transformer.build_alibi_tensor(torch.ones(2, 12), 4, torch.float32)
+        original = reference.transformer.h[0](block_in, alibi=alibi, attention_mask=mask)[0]
+    assert (replayed - original).abs().max().item() <= TOL
+
+
+@pytest.mark.parametrize(
+    "cause, inputs, rewrite",
+    [
+        ("zero_dim_tensor", {"scale": "Tensor[]", "attention_mask": "Tensor[2, 1, 8, 8]"}, "constant"),
+        ("python_list", {"layer_types": {"type": "list", "shape": None}}, "constant"),
+        ("int_mask", {"attention_mask": "Tensor[2, 1, 8, 8]"}, "skeleton"),
+    ],
+)
+def test_block_replay_other_causes(cause, inputs, rewrite, tmp_path):
+    from scaffold.generators import block_replay
+
+    plan = plan_for("toy_replay", "ToyForCausalLM")
+    block_replay.generate(replay_finding(cause, inputs), plan)
+    (facts,) = plan.test_data["block_replay"]
+    assert facts["rewrite"] == rewrite
+    ruff_clean(functions_source(plan), tmp_path)
+    namespace = patched_namespace(plan, tmp_path, f"gen_replay_{cause}")
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(8, 8)
+
+        def forward(self, hidden_states, scale=None, layer_types=None, attention_mask=None):
+            factor = 1.0 if scale is None else float(scale)
+            return self.linear(hidden_states) * factor * (len(layer_types) if layer_types else 1)
+
+    class Toy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.config = type("Config", (), {"model_type": "toy_replay"})()
+            self.transformer = nn.Module()
+            self.transformer.h = nn.ModuleList([Block(), Block()])
+
+        def forward(self, x):
+            for block in self.transformer.h:
+                x = block(x, scale=torch.tensor(0.5), layer_types=["a", "b"])
+            return x
+
+    torch.manual_seed(0)
+    reference = Toy()
+    model = Toy()
+    model.load_state_dict(reference.state_dict())
+    if rewrite == "skeleton":
+        assert "TODO(scaffold)" in functions_source(plan) and plan.items[0].todos
+        with pytest.raises(NotImplementedError, match="TODO"):
+            run_branch(plan, namespace, model)
+        return
+    run_branch(plan, namespace, model)
+    x = torch.randn(2, 8)
+    assert (model(x) - reference(x)).abs().max().item() <= TOL
+    captured = {}
+    model.transformer.h[1].register_forward_pre_hook(lambda m, a, k: captured.update(k), with_kwargs=True)
+    model(x)
+    assert not set(block_replay.choose_fix(replay_finding(cause, inputs)).constant_keys) & set(captured)
+
+
+def quantize_and_count(model: nn.Module, out_dir: Path, fresh_model: nn.Module):
+    """AutoRound W4A16 (iters=2, nsamples=2, group 32) on ``model``; the packed count and block share of the export."""
+    from conftest import calibration_texts, local_tokenizer
+
+    from scaffold.autoround_api import get_block_names
+    from scaffold.quantize import block_share, count_packed, run_autoround
+
+    blocks = get_block_names(fresh_model)
+    run_autoround(model, local_tokenizer(), calibration_texts(), out_dir, group_size=32)
+    packed = count_packed(out_dir)
+    return packed, block_share(fresh_model, packed, blocks)
+
+
+@pytest.mark.slow
+def test_block_replay_alibi_fix_lets_autoround_quantize_bloom(tmp_path):
+    from scaffold.generators import block_replay
+
+    plan = plan_for("bloom", "BloomForCausalLM")
+    block_replay.generate(replay_finding(), plan)
+    namespace = patched_namespace(plan, tmp_path, "gen_replay_alibi_e2e")
+    model = tiny_bloom()
+    run_branch(plan, namespace, model)
+    packed, share = quantize_and_count(model, tmp_path / "export", tiny_bloom())
+    assert packed.packed_modules == 2 * 4  # query_key_value, dense, dense_h_to_4h, dense_4h_to_h per block
+    assert share == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------------------- layer types
+
+
+class CustomLinear(nn.Module):
+    """A remote-code style projection: its own class, exactly ``F.linear``."""
+
+    def __init__(self, weight: nn.Parameter, bias: nn.Parameter | None):
+        super().__init__()
+        self.weight, self.bias = weight, bias
+
+    def forward(self, x):
+        return nn.functional.linear(x, self.weight, self.bias)
+
+
+class ScaledLinear(CustomLinear):
+    """Not exactly ``F.linear``: an extra output scale."""
+
+    def forward(self, x):
+        return 2.0 * super().forward(x)
+
+
+def tiny_llama(seed: int = 0):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)  # fmt: skip
+    return LlamaForCausalLM(config).eval()
+
+
+def with_custom_linears(model: nn.Module, cls: type = CustomLinear) -> nn.Module:
+    for name, module in list(model.model.layers.named_modules()):
+        if isinstance(module, nn.Linear):
+            parent, _, leaf = name.rpartition(".")
+            setattr(model.model.layers.get_submodule(parent), leaf, cls(module.weight, module.bias))
+    return model
+
+
+def layer_finding(cls: type, exact: bool) -> Finding:
+    return Finding(
+        mode=Mode.LAYER_TYPES,
+        severity=Severity.SILENT,
+        summary=f"{cls.__name__} layers are not nn.Linear; AutoRound leaves them unquantized",
+        fix="convert them to nn.Linear",
+        modules=["model.layers.0.self_attn.q_proj"],
+        classes=[cls.__name__],
+        evidence={"class": cls.__name__, "weight_attr": "weight", "bias_attr": "bias", "weight_shape": [64, 64],
+                  "exact_linear": exact, "max_abs_err": 0.0 if exact else 1.5, "count": 14},  # fmt: skip
+        probe="tiny",
+    )
+
+
+def test_layer_types_conversion_is_equivalent(tmp_path):
+    from scaffold.generators import layer_types
+
+    plan = plan_for("llama", "LlamaForCausalLM")
+    layer_types.generate(layer_finding(CustomLinear, exact=True), plan)
+    ruff_clean(functions_source(plan), tmp_path)
+    assert "INNER_SUPPORTED_LAYER_TYPES" not in [getattr(e, "registry", None) for e in plan.edits]
+    namespace = patched_namespace(plan, tmp_path, "gen_layer_types")
+    reference = tiny_llama()
+    model = with_custom_linears(tiny_llama())
+    weights = {n: m.weight for n, m in model.named_modules() if isinstance(m, CustomLinear)}
+    assert len(weights) == 14
+    run_branch(plan, namespace, model)
+    converted = {n: m for n, m in model.named_modules() if n in weights}
+    assert all(type(m) is nn.Linear and m.weight is weights[n] for n, m in converted.items())
+    input_ids = torch.randint(4, 512, (2, 16))
+    with torch.no_grad():
+        diff = model(input_ids=input_ids).logits - reference(input_ids=input_ids).logits
+    assert diff.abs().max().item() <= TOL
+    (facts,) = plan.test_data["conversions"]
+    assert facts["class"] == "CustomLinear" and not facts["skeleton"]
+
+
+def test_layer_types_inexact_class_is_a_failing_skeleton(tmp_path):
+    from scaffold.generators import layer_types
+
+    plan = plan_for("llama", "LlamaForCausalLM")
+    layer_types.generate(layer_finding(CustomLinear, exact=True), plan)
+    layer_types.generate(layer_finding(ScaledLinear, exact=False), plan)
+    functions = [e for e in plan.edits if isinstance(e, TopLevelFunction)]
+    assert len(functions) == 1 and sum(isinstance(e, HandlerBranch) for e in plan.edits) == 1
+    assert "TODO(scaffold)" in functions[0].code and plan.items[-1].todos
+    assert all(c["skeleton"] for c in plan.test_data["conversions"])
+    ruff_clean(functions_source(plan), tmp_path)
+    namespace = patched_namespace(plan, tmp_path, "gen_layer_types_skeleton")
+    with pytest.raises(NotImplementedError, match="TODO"):
+        run_branch(plan, namespace, with_custom_linears(tiny_llama(), ScaledLinear))
+
+
+@pytest.mark.slow
+def test_layer_types_conversion_lets_autoround_pack_custom_linears(tmp_path):
+    from scaffold.generators import layer_types
+
+    plan = plan_for("llama", "LlamaForCausalLM")
+    layer_types.generate(layer_finding(CustomLinear, exact=True), plan)
+    namespace = patched_namespace(plan, tmp_path, "gen_layer_types_e2e")
+    model = with_custom_linears(tiny_llama())
+    run_branch(plan, namespace, model)
+    packed, share = quantize_and_count(model, tmp_path / "export", tiny_llama())
+    assert packed.packed_modules == 2 * 7
+    assert share == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------------------- forward coverage
+
+
+def llama_with_draft_tower(seed: int = 0) -> nn.Module:
+    """Tiny Llama plus a ``model.draft_layers`` stack that ``model.forward`` never runs."""
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer
+
+    model = tiny_llama(seed)
+    torch.manual_seed(seed + 1)
+    model.model.draft_layers = nn.ModuleList([LlamaDecoderLayer(model.config, 2 + i) for i in range(2)]).eval()
+    return model
+
+
+def coverage_finding(same_signature: bool = True) -> Finding:
+    return Finding(
+        mode=Mode.FORWARD_COVERAGE,
+        severity=Severity.SILENT,
+        summary="model.forward never runs model.draft_layers; AutoRound caches no inputs for it",
+        fix="a forward that also runs the draft tower",
+        modules=["model.draft_layers"],
+        classes=["LlamaDecoderLayer"],
+        evidence={
+            "reached": ["model.layers"],
+            "unreached": [{"path": "model.draft_layers", "block_class": "LlamaDecoderLayer", "count": 2}],
+            "same_signature_as": "model.layers" if same_signature else None,
+            "hidden_size_match": same_signature,
+        },
+        probe="tiny",
+    )
+
+
+def test_forward_coverage_runs_the_unreached_stack(tmp_path):
+    from scaffold.generators import forward_coverage
+
+    plan = plan_for("llama", "LlamaForCausalLM")
+    forward_coverage.generate(coverage_finding(), plan)
+    ruff_clean(functions_source(plan), tmp_path)
+    namespace = patched_namespace(plan, tmp_path, "gen_forward_coverage")
+    model = llama_with_draft_tower()
+    input_ids = torch.randint(4, 512, (2, 16))
+    with torch.no_grad():
+        expected = model(input_ids=input_ids).logits
+    run_branch(plan, namespace, model)
+    seen: dict = {}
+    model.model.layers[-1].register_forward_hook(lambda m, a, out: seen.setdefault("reached_out", out) and None)
+    model.model.layers[0].register_forward_pre_hook(lambda m, a, k: seen.setdefault("kw", k) and None, with_kwargs=True)
+    for i, block in enumerate(model.model.draft_layers):
+        block.register_forward_pre_hook(lambda m, a, k, i=i: seen.setdefault(i, (a, k)) and None, with_kwargs=True)
+    with torch.no_grad():
+        got = model(input_ids=input_ids).logits
+    assert (got - expected).abs().max().item() <= TOL  # the model's own output is unchanged
+    reached_out = seen["reached_out"][0] if isinstance(seen["reached_out"], tuple) else seen["reached_out"]
+    draft_args, draft_kwargs = seen[0]
+    assert torch.equal(draft_args[0], reached_out)  # the draft tower runs on the reached stack's output
+    assert draft_kwargs.keys() == seen["kw"].keys() and 1 in seen  # with the same inputs, through every block
+    assert draft_kwargs.get("use_cache") is not True and draft_kwargs.get("past_key_values") is None
+    assert plan.test_data["forward_coverage"]["unreached"] == ["model.draft_layers"]
+
+
+def test_forward_coverage_without_matching_signature_is_a_failing_skeleton(tmp_path):
+    from scaffold.generators import forward_coverage
+
+    plan = plan_for("llama", "LlamaForCausalLM")
+    forward_coverage.generate(coverage_finding(same_signature=False), plan)
+    assert "TODO(scaffold)" in functions_source(plan) and plan.items[0].todos
+    ruff_clean(functions_source(plan), tmp_path)
+    namespace = patched_namespace(plan, tmp_path, "gen_forward_coverage_skeleton")
+    model = llama_with_draft_tower()
+    run_branch(plan, namespace, model)
+    with pytest.raises(NotImplementedError, match="TODO"):
+        model(input_ids=torch.randint(4, 512, (1, 8)))

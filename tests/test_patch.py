@@ -47,6 +47,10 @@ BLOCK_FUNCTION = '''def _get_tiny_moe_multimodal_block(model, quant_vision=False
     """Block names of the tiny_moe text stack."""
     return [[f"model.layers.{i}" for i in range(len(model.model.layers))]]
 '''
+IGNORE_FUNCTION = 'def _tiny_moe_ignore_layers(model):\n    return ["lm_head"]\n'
+PATCH_FUNCTION = (
+    'def _patch_tiny_moe(model):\n    """Mark the model as patched."""\n    model.tiny_moe_patched = True\n'
+)
 REPLACEMENT_CODE = '''"""Unfused experts for tiny_moe (generated)."""
 
 from auto_round.modeling.fused_moe.replace_modules import ReplacementModuleBase  # noqa: F401
@@ -75,20 +79,30 @@ def full_plan() -> Plan:
             ),
             DictEntry(SPECIAL_MODEL_HANDLER, "SPECIAL_MULTIMODAL_BLOCK", "tiny_moe", "_get_tiny_moe_multimodal_block"),
             DictEntry(SPECIAL_MODEL_HANDLER, "SPECIAL_SHARED_CACHE_KEYS", "TinyMoeForCausalLM", '("router_bias",)'),
+            TopLevelFunction(SPECIAL_MODEL_HANDLER, "_tiny_moe_ignore_layers", IGNORE_FUNCTION),
+            TopLevelFunction(SPECIAL_MODEL_HANDLER, "_patch_tiny_moe", PATCH_FUNCTION, before="_handle_special_model"),
             HandlerBranch(
                 SPECIAL_MODEL_HANDLER,
                 "_handle_special_model",
                 "tiny_moe",
-                "from functools import partial\n\nmodel.forward = partial(model.forward, use_cache=False)\n",
+                "from functools import partial\n\n_patch_tiny_moe(model)\nmodel.forward = partial(model.forward)\n",
             ),
             IgnoreRule(
                 SPECIAL_MODEL_HANDLER,
                 "tiny_moe",
                 'register_ignore_layers(\n    matchers=[ModelTypeMatcher(r"tiny_moe", mode="full")],\n'
-                '    ignore_layers=["mlp.gate"],\n)',
+                '    ignore_layers=["mlp.gate", _tiny_moe_ignore_layers],\n)',
             ),
         ],
     )
+
+
+def small_plan() -> Plan:
+    """A new file and one registry entry in the smallest registry file (for tests about the workflow)."""
+    builtin = DictEntry(
+        REPLACE_MODULES, "BUILTIN_MODULES", "tiny_moe", 'LazyImport("auto_round.modeling.fused_moe.tiny_moe")'
+    )
+    return Plan("tiny_moe", "TinyMoeForCausalLM", files=[GeneratedFile(REPLACEMENT, REPLACEMENT_CODE)], edits=[builtin])
 
 
 def module_of(checkout: Path, relative: str) -> ast.Module:
@@ -144,9 +158,15 @@ def test_apply_writes_every_edit_kind(autoround_checkout: Path) -> None:
         handler, lambda n: isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "SPECIAL_MULTIMODAL_BLOCK"
     )
     assert function_at == registry_at - 1
+    patch_at = top_index(handler, lambda n: getattr(n, "name", None) == "_patch_tiny_moe")
+    assert patch_at == top_index(handler, lambda n: getattr(n, "name", None) == "_handle_special_model") - 1
+    ignore_at = top_index(handler, lambda n: getattr(n, "name", None) == "_tiny_moe_ignore_layers")
+    assert "tiny_moe" in ast.unparse(handler.body[ignore_at + 1])  # the rule that uses it comes right after
 
     text = (autoround_checkout / SPECIAL_MODEL_HANDLER).read_text()
-    branch = '    if model_type == "tiny_moe":\n        from functools import partial\n\n        model.forward ='
+    branch = (
+        '    if model_type == "tiny_moe":\n        from functools import partial\n\n        _patch_tiny_moe(model)\n'
+    )
     assert branch in text
     assert text.index(branch) < text.index("    return model\n\n\ndef update_module(")
     rule = text.index('ModelTypeMatcher(r"tiny_moe"')
@@ -169,7 +189,7 @@ def test_second_run_changes_nothing(autoround_checkout: Path) -> None:
 def test_conflicting_value_is_reported_and_nothing_written(autoround_checkout: Path) -> None:
     source = (autoround_checkout / REPLACE_MODULES).read_text()
     llama4_line = source.splitlines().index('    "llama4": LazyImport("auto_round.modeling.fused_moe.llama4"),') + 1
-    plan = full_plan()
+    plan = small_plan()
     plan.edits.append(DictEntry(REPLACE_MODULES, "BUILTIN_MODULES", "llama4", 'LazyImport("elsewhere")'))
 
     result = apply_plan(plan, autoround_checkout)
@@ -220,12 +240,12 @@ def test_dirty_tree_is_refused_unless_allowed(autoround_checkout: Path) -> None:
     readme.write_text(readme.read_text() + "\nlocal note\n")
 
     with pytest.raises(ScaffoldError, match="uncommitted changes") as info:
-        apply_plan(full_plan(), autoround_checkout)
+        apply_plan(small_plan(), autoround_checkout)
     assert info.value.stage == "patch"
     assert not (autoround_checkout / REPLACEMENT).exists()
 
-    assert apply_plan(full_plan(), autoround_checkout, dry_run=True).written == []
-    assert REPLACEMENT in apply_plan(full_plan(), autoround_checkout, allow_dirty=True).written
+    assert apply_plan(small_plan(), autoround_checkout, dry_run=True).written == []
+    assert REPLACEMENT in apply_plan(small_plan(), autoround_checkout, allow_dirty=True).written
 
 
 def test_missing_registry_names_registry_file_and_version(autoround_checkout: Path) -> None:
@@ -234,11 +254,31 @@ def test_missing_registry_names_registry_file_and_version(autoround_checkout: Pa
     commit_all(autoround_checkout, "rename the registry")
 
     with pytest.raises(ScaffoldError) as info:
-        apply_plan(full_plan(), autoround_checkout)
+        apply_plan(small_plan(), autoround_checkout)
 
     message = info.value.one_line()
     assert "BUILTIN_MODULES" in message and REPLACE_MODULES in message and AUTOROUND_VERSION in message
     assert git(autoround_checkout, "status", "--porcelain") == ""
+
+
+def test_failed_write_leaves_checkout_untouched(autoround_checkout: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import scaffold.patch.apply as apply_module
+
+    real_replace = apply_module.os.replace
+    calls: list[str] = []
+
+    def replace_then_fail(source, target):
+        calls.append(str(target))
+        if len(calls) == 2:
+            raise OSError("disk full")
+        real_replace(source, target)
+
+    monkeypatch.setattr(apply_module.os, "replace", replace_then_fail)
+    with pytest.raises(ScaffoldError, match="nothing was changed: disk full"):
+        apply_plan(small_plan(), autoround_checkout)
+
+    assert len(calls) == 2
+    assert git(autoround_checkout, "status", "--porcelain", "--untracked-files=all") == ""
 
 
 def test_saved_patch_applies_with_git_apply(autoround_checkout: Path, tmp_path: Path) -> None:
@@ -255,14 +295,14 @@ def test_saved_patch_applies_with_git_apply(autoround_checkout: Path, tmp_path: 
 
 
 def test_check_mode_reports_pending_changes(autoround_checkout: Path) -> None:
-    assert run_patch(full_plan(), autoround_checkout, check=True) == 1
+    assert run_patch(small_plan(), autoround_checkout, check=True) == 1
     assert git(autoround_checkout, "status", "--porcelain") == ""
-    assert run_patch(full_plan(), autoround_checkout) == 0
-    assert run_patch(full_plan(), autoround_checkout, check=True) == 0
+    assert run_patch(small_plan(), autoround_checkout) == 0
+    assert run_patch(small_plan(), autoround_checkout, check=True) == 0
 
 
 def test_readme_row_added_to_supported_models_table(autoround_checkout: Path) -> None:
-    plain = apply_plan(full_plan(), autoround_checkout, dry_run=True)
+    plain = apply_plan(small_plan(), autoround_checkout, dry_run=True)
     assert [(s.file, s.status) for s in plain.statuses if s.kind == "readme"] == [("README.md", SKIPPED)]
 
     readme = autoround_checkout / "README.md"
@@ -272,11 +312,11 @@ def test_readme_row_added_to_supported_models_table(autoround_checkout: Path) ->
     readme.write_text(readme.read_text() + table)
     commit_all(autoround_checkout, "add a table")
 
-    apply_plan(full_plan(), autoround_checkout)
+    apply_plan(small_plan(), autoround_checkout)
     lines = readme.read_text().splitlines()
     assert lines[-1] == "| `tiny_moe` | `TinyMoeForCausalLM` |  |"
     commit_all(autoround_checkout, "patched")
-    again = apply_plan(full_plan(), autoround_checkout)
+    again = apply_plan(small_plan(), autoround_checkout)
     assert [s.status for s in again.statuses if s.kind == "readme"] == [PRESENT] and again.diff == ""
 
 
@@ -286,6 +326,8 @@ def test_plan_json_round_trip(tmp_path: Path) -> None:
 
     assert plan_from_json(data) == plan
     assert load_plan(save_plan(plan, tmp_path)) == plan
+    data["edits"][0]["added_later"] = "ignored by older readers"
+    assert plan_from_json(data) == plan
     data["edits"][0]["kind"] = "rename"
     with pytest.raises(ScaffoldError, match="unknown edit kind 'rename'"):
         plan_from_json(data)
@@ -294,7 +336,7 @@ def test_plan_json_round_trip(tmp_path: Path) -> None:
 def test_cli_patch_command(autoround_checkout: Path, tmp_path: Path) -> None:
     generated = tmp_path / "generated" / "tiny_moe"
     generated.mkdir(parents=True)
-    save_plan(full_plan(), generated)
+    save_plan(small_plan(), generated)
     runner = CliRunner()
     args = ["patch", str(generated), "--autoround", str(autoround_checkout)]
 
@@ -317,6 +359,10 @@ def test_patched_autoround_imports_and_registers(autoround_checkout: Path) -> No
         "assert s.__file__.startswith(sys.argv[1])\n"
         "assert 'tiny_moe' in r.BUILTIN_MODULES and 'tiny_moe' in s.SPECIAL_MULTIMODAL_BLOCK\n"
         "assert s.SPECIAL_SHARED_CACHE_KEYS['TinyMoeForCausalLM'] == ('router_bias',)\n"
+        "from types import SimpleNamespace as NS\n"
+        "model = NS(config=NS(model_type='tiny_moe', architectures=['TinyMoeForCausalLM']), forward=print)\n"
+        "assert s.get_predefined_ignore_layers(model) == ['mlp.gate', 'lm_head']\n"
+        "assert s._handle_special_model(model).tiny_moe_patched\n"
         "assert any(getattr(m, 'model_type', '') == 'tiny_moe' for rule in s._PRE_DEFINED_IGNORE_LAYERS"
         " for m in rule.matchers)\n"
     )

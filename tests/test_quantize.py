@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from scaffold.quantize import block_coverage, block_share, count_packed, reload_and_forward, run_autoround
+from scaffold.tiny.tokenizer import calibration_texts, make_tokenizer
 
 
 def _tiny_llama():
@@ -31,12 +32,10 @@ def _tiny_llama():
 
 @pytest.fixture(scope="module")
 def llama_export(tmp_path_factory):
-    from conftest import calibration_texts, local_tokenizer
-
     model = _tiny_llama()
     linears = {name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
     out = tmp_path_factory.mktemp("llama") / "export"
-    run = run_autoround(model, local_tokenizer(), calibration_texts(), out, group_size=32)
+    run = run_autoround(model, make_tokenizer(512), calibration_texts(4), out, group_size=32)
     return model, linears, run
 
 
@@ -68,15 +67,13 @@ def test_reload_and_forward_is_finite(llama_export):
 
 
 def test_run_autoround_captures_errors(tmp_path):
-    from conftest import calibration_texts, local_tokenizer
-
     model = _tiny_llama()
     run = run_autoround(
-        model, local_tokenizer(), calibration_texts(), tmp_path / "x", scheme="NO_SUCH_SCHEME", raise_errors=False
+        model, make_tokenizer(512), calibration_texts(4), tmp_path / "x", scheme="NO_SUCH_SCHEME", raise_errors=False
     )
     assert not run.ok and run.error_type and "NO_SUCH_SCHEME" in run.error_line
     with pytest.raises(Exception, match="NO_SUCH_SCHEME"):
-        run_autoround(model, local_tokenizer(), calibration_texts(), tmp_path / "y", scheme="NO_SUCH_SCHEME")
+        run_autoround(model, make_tokenizer(512), calibration_texts(4), tmp_path / "y", scheme="NO_SUCH_SCHEME")
 
 
 def test_count_packed_reads_bits_and_plain_weights(tmp_path):
@@ -123,3 +120,4 @@ def test_block_coverage_counts_unfused_experts_for_fused_owner():
     assert coverage.per_owner == {"blocks.0.experts": (64, 96), "blocks.0.proj": (0, 16)}
     assert coverage.share == pytest.approx(64 / 112)
     assert coverage.unquantized == ["blocks.0.experts", "blocks.0.proj"]
+    assert block_share(model, packed, ["blocks"], exclude=[r"\.proj$"]) == pytest.approx(64 / 96)

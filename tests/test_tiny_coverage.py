@@ -54,18 +54,44 @@ def try_type(model_type: str) -> str | None:
 
     torch.manual_seed(0)
     try:
+        config = AutoConfig.for_model(model_type)
+    except Exception as exc:  # noqa: BLE001
+        return f"transformers' default config is invalid: {_one_line(exc)}"
+    try:
         with time_guard(PER_TYPE_SECONDS):
-            tiny = build_tiny(AutoConfig.for_model(model_type))
+            tiny = build_tiny(config)
             del tiny
     except Exception as exc:  # noqa: BLE001 - the reason is the result
-        lines = str(exc).strip().splitlines()
-        return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:400]
+        full_size = _full_size_build_error(config)
+        if full_size:
+            return f"transformers' default config does not build even at full size: {full_size}"
+        return _one_line(exc)
     finally:
         gc.collect()
     return None
 
 
-def run_coverage(types: list[str]) -> tuple[dict[str, str], dict[str, float]]:
+def _full_size_build_error(config) -> str | None:
+    """Whether the unshrunk default config fails to build (on the meta device): then it is not the shrinker."""
+    from scaffold.build import build_meta
+    from scaffold.errors import ScaffoldError
+
+    try:
+        with time_guard(PER_TYPE_SECONDS):
+            build_meta(config)
+    except ScaffoldError as exc:
+        return exc.message
+    except Exception as exc:  # noqa: BLE001
+        return _one_line(exc)
+    return None
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:400]
+
+
+def run_coverage(types: list[str], verbose: bool = False) -> tuple[dict[str, str], dict[str, float]]:
     failures, seconds = {}, {}
     for model_type in types:
         start = time.perf_counter()
@@ -73,6 +99,8 @@ def run_coverage(types: list[str]) -> tuple[dict[str, str], dict[str, float]]:
         seconds[model_type] = round(time.perf_counter() - start, 2)
         if reason is not None:
             failures[model_type] = reason
+        if verbose:
+            print(f"{model_type}: {seconds[model_type]}s {reason or 'ok'}", file=sys.stderr, flush=True)
     return failures, seconds
 
 
@@ -104,7 +132,7 @@ def main() -> None:
     """``--write-baseline``: run the coverage and record the current failures as the baseline."""
     types = causal_lm_types()
     start = time.perf_counter()
-    failures, seconds = run_coverage(types)
+    failures, seconds = run_coverage(types, verbose="-v" in sys.argv)
     print(f"{len(types) - len(failures)}/{len(types)} pass in {time.perf_counter() - start:.0f}s")
     for model_type, reason in sorted(failures.items()):
         print(f"FAIL {model_type}: {reason}")

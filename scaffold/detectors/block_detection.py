@@ -23,7 +23,9 @@ def detect(ctx: InspectContext) -> list[Finding]:
     wrong = [path for path in returned if path not in expected_paths]
     if not missing and not wrong and blocks:
         return []
-    stacks = [{"path": s.path, "block_class": s.block_class, "count": s.count, "container": s.container} for s in expected]
+    stacks = [
+        {"path": s.path, "block_class": s.block_class, "count": s.count, "container": s.container} for s in expected
+    ]
     if not blocks:
         summary = "AutoRound's get_block_names finds no blocks: nothing would be quantized block-wise"
     elif missing and not set(returned) & expected_paths:

@@ -1,8 +1,10 @@
-"""Block 0 of each stack replayed by AutoRound's own caching and ``block_forward`` crashes or differs.
+"""Blocks replayed by AutoRound's own caching and ``block_forward`` crash or differ from the real forward.
 
-The replay runs after the shared-cache-key fix (keys verified by the shared_cache_keys detector are
-declared shared), so what is left are inputs AutoRound's per-sample split or its special cases mishandle:
-the hard-coded ``alibi`` reshape, 0-d tensors, Python lists of state, integer masks.
+Block 0 of each stack is cached and replayed as ``quantize()`` does; block 1 is replayed with block 0's
+cached inputs, as AutoRound feeds every later block. The replay runs after the shared-cache-key fix (keys
+verified by the shared_cache_keys detector are declared shared), so what is left are inputs AutoRound's
+per-sample split or its special cases mishandle: the hard-coded ``alibi`` reshape, 0-d tensors, Python
+lists of state, integer masks, and inputs that differ per block (per-layer masks or rotary tables).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from scaffold.autoround_replay import BATCH_SIZE, BlockReplay, replay_on_tiny
 from scaffold.context import InspectContext, ProbeUnavailable
 from scaffold.detectors.shared_cache_keys import shared_keys
 from scaffold.findings import Finding, Mode, Severity
-from scaffold.probes import describe, tensors_in
+from scaffold.probes import describe, same_value, tensors_in
 
 FIXES = {
     "alibi": "replay alibi per sample: register the block for prepare_special_model_block_inputs to rebuild "
@@ -26,6 +28,8 @@ FIXES = {
     "python_list": "pass the state as tensors with a batch dimension, or declare the key shared and wrap "
     "the block so it receives the list unchanged",
     "int_mask": "convert the integer mask to bool before the blocks (or declare it shared if it is per model)",
+    "per_block_input": "AutoRound replays every block with the first block's cached inputs: register the block for "
+    "prepare_special_model_block_inputs to rebuild the per-layer inputs (masks, rotary tables) from the layer index",
     "unknown": "compare the cached inputs in the evidence with the real ones and declare the broken key shared "
     "or rebuild it in prepare_special_model_block_inputs",
 }
@@ -38,8 +42,8 @@ class Cause:
     detail: str
 
 
-def _alibi_detail(real: Any, cached: str, heads_guess: int | None) -> str:
-    shape = list(real.shape) if isinstance(real, torch.Tensor) else "?"
+def _alibi_detail(real: torch.Tensor, cached: str) -> str:
+    shape = list(real.shape)
     return (
         f"the real forward passes alibi {shape} = (batch*heads, 1, seq) per calibration forward; AutoRound's "
         f"post_process_cache_data (calibration/llm.py) reshapes it to (batch_size, -1, q, k) with the configured "
@@ -51,9 +55,8 @@ def _alibi_detail(real: Any, cached: str, heads_guess: int | None) -> str:
 
 def classify(real_inputs: dict[str, Any], cached: dict[str, str], shared: tuple[str, ...]) -> Cause:
     """Name the input AutoRound mishandles, from the block's real inputs (first sample) and what it cached."""
-    if "alibi" in real_inputs:
-        value = real_inputs["alibi"]
-        return Cause("alibi", ["alibi"], _alibi_detail(value, cached.get("alibi", "?"), None))
+    if isinstance(real_inputs.get("alibi"), torch.Tensor):  # block_forward special-cases this very name
+        return Cause("alibi", ["alibi"], _alibi_detail(real_inputs["alibi"], cached.get("alibi", "?")))
     own = {k: v for k, v in real_inputs.items() if k not in shared}
     zero_dim = [k for k, v in own.items() if isinstance(v, torch.Tensor) and v.dim() == 0]
     if zero_dim:
@@ -77,9 +80,26 @@ def classify(real_inputs: dict[str, Any], cached: dict[str, str], shared: tuple[
     return Cause("unknown", [], "no input of a known troublesome kind; see cached vs inputs")
 
 
-def _finding(replay: BlockReplay, stack: str, block_class: str, shared: tuple[str, ...]) -> Finding:
+def per_block_cause(replay: BlockReplay, first: BlockReplay) -> Cause:
+    """Inputs the real forward gives ``replay.block`` that differ from what the first block got."""
+    mine = replay.real_call.inputs if replay.real_call else {}
+    theirs = first.real_call.inputs if first.real_call else {}
+    hidden = replay.real_call.hidden_name if replay.real_call else None
+    differ = [k for k in mine if k != hidden and k in theirs and not same_value(mine[k], theirs[k])]
+    differ += [k for k in mine if k != hidden and k not in theirs]
+    return Cause(
+        "per_block_input",
+        differ,
+        f"{replay.block} gets inputs of its own in the real forward, but AutoRound replays it with the cached "
+        f"inputs of {first.block} (input_others are cached for the first block of a stack only)",
+    )
+
+
+def _finding(
+    replay: BlockReplay, stack: str, block_class: str, shared: tuple[str, ...], first: BlockReplay | None
+) -> Finding:
     real_inputs = replay.real_call.inputs if replay.real_call else {}
-    cause = classify(real_inputs, replay.cached, shared)
+    cause = per_block_cause(replay, first) if first else classify(real_inputs, replay.cached, shared)
     evidence: dict[str, Any] = {
         "stack": stack,
         "block": replay.block,
@@ -91,6 +111,7 @@ def _finding(replay: BlockReplay, stack: str, block_class: str, shared: tuple[st
         "cause_detail": cause.detail,
         "shared_keys": list(shared),
         "batch_size": BATCH_SIZE,
+        "replayed_with_inputs_of": replay.inputs_from,
     }
     if replay.exception:
         evidence["exception"] = replay.exception
@@ -127,5 +148,6 @@ def detect(ctx: InspectContext) -> list[Finding]:
             ctx.notes.append(f"block_replay: {name} is not run by the forward, not replayed")
             continue
         stack = name.rsplit(".", 1)[0]
-        findings.append(_finding(replay, stack, type(model.get_submodule(name)).__name__, run.shared_keys))
+        first = run.blocks.get(replay.inputs_from) if replay.inputs_from else None
+        findings.append(_finding(replay, stack, type(model.get_submodule(name)).__name__, run.shared_keys, first))
     return findings

@@ -10,7 +10,15 @@ from torch import nn
 
 from scaffold.context import InspectContext, ProbeUnavailable
 from scaffold.findings import Finding, Mode, Severity
-from scaffold.probes import CallRecorder, Stack, find_stacks, forward_params, record_block_calls, run_forward
+from scaffold.probes import (
+    CallRecorder,
+    Stack,
+    find_stacks,
+    forward_params,
+    record_block_calls,
+    run_forward,
+    tiny_speed,
+)
 
 
 def _width(module: nn.Module) -> int | None:
@@ -23,7 +31,7 @@ def _width(module: nn.Module) -> int | None:
 
 def _hidden_width(recorder: CallRecorder, stack: Stack) -> int | None:
     call = recorder.first(stack.blocks[0])
-    value = next(iter(call.inputs.values()), None) if call else None
+    value = call.hidden if call else None
     return int(value.shape[-1]) if hasattr(value, "shape") and len(value.shape) else None
 
 
@@ -69,7 +77,7 @@ def detect(ctx: InspectContext) -> list[Finding]:
         return []
     blocks = [block for s in text for block in s.blocks]
     try:
-        with record_block_calls(tiny.model, blocks) as recorder:
+        with record_block_calls(tiny.model, blocks) as recorder, tiny_speed():
             run_forward(tiny.model, tiny.inputs)
     except Exception as exc:  # noqa: BLE001 - a probe that cannot run is a note, not a crash
         ctx.notes.append(f"forward_coverage: the tiny forward failed, probe skipped: {type(exc).__name__}: {exc}")

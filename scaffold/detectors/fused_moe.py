@@ -88,7 +88,7 @@ def _finding(ctx: InspectContext, cls_name: str, paths: list[str], weights: list
         severity=Severity.OK if covered else Severity.SILENT,
         summary=summary,
         fix=fix,
-        modules=paths[:8],
+        modules=paths,
         classes=[cls_name],
         evidence=evidence,
         probe=probe,

@@ -1,4 +1,4 @@
-"""Layers that must stay in float: shapes the group size does not divide, MoE routers, multi-token-prediction layers."""
+"""Layers that must stay in float: shapes AutoRound cannot quantize, MoE routers, multi-token-prediction layers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 from scaffold.context import InspectContext
 from scaffold.coverage import predefined_ignore_layers, scan_model
 from scaffold.findings import Finding, Mode, Severity
-from scaffold.linear_weights import matches_any, shape_divisible
+from scaffold.linear_weights import SHAPE_MULTIPLE, matches_any, shape_divisible
 from scaffold.stacks import BlockStack, stack_of
 
 _MTP = re.compile(r"(^|\.)(mtp|nextn)[^.]*", re.IGNORECASE)
@@ -68,8 +68,16 @@ def detect(ctx: InspectContext) -> list[Finding]:
         for w in in_stacks
         if w.kind != "experts"
         and w.name not in scan.routers
+        and not matches_any(w.path, ignored_today)
         and not shape_divisible(w.in_features, w.out_features, ctx.group_size)
     ]
+    # Layers AutoRound's generic fallback keeps in float today (e.g. shared_expert_gate): a new rule must list them.
+    also_ignored = [
+        w.path
+        for w in in_stacks
+        if w.kind != "experts" and w.name not in scan.routers and matches_any(w.path, ignored_today)
+    ]
+    padded = sum(1 for w in in_stacks if w.kind != "experts" and ctx.group_size > 0 and w.in_features % ctx.group_size)
     routers = [w for w in in_stacks if w.name in scan.routers]
     routers_quantized = [w.path for w in routers if w.kind == "linear" and not matches_any(w.path, ignored_today)]
     mtp = _mtp_paths(scan.stacks, all_names, _num_hidden_layers(ctx.config))
@@ -77,11 +85,12 @@ def detect(ctx: InspectContext) -> list[Finding]:
         return []
 
     patterns = layer_patterns([w.path for w in routers], all_names)
+    patterns += [p for p in layer_patterns(also_ignored, all_names) if p not in patterns]
     patterns += [p for p in mtp if p not in patterns]
     patterns += [p for p in layer_patterns([d["path"] for d in non_divisible], all_names) if p not in patterns]
     problems = []
     if non_divisible:
-        problems.append(f"{len(non_divisible)} layer(s) with shapes group size {ctx.group_size} does not divide")
+        problems.append(f"{len(non_divisible)} layer(s) with a dimension not divisible by {SHAPE_MULTIPLE}")
     if routers_quantized:
         problems.append(f"{len(routers_quantized)} router(s) AutoRound would quantize")
     if mtp:
@@ -97,14 +106,18 @@ def detect(ctx: InspectContext) -> list[Finding]:
             severity=Severity.SILENT if problems else Severity.OK,
             summary=summary,
             fix="register_ignore_layers for this model type with evidence.layer_patterns (routers listed too: "
-            "a matching rule disables AutoRound's generic '.gate' fallback)",
-            modules=[w.path for w in routers[:4]] + [d["path"] for d in non_divisible[:4]] + mtp[:4],
+            "a matching rule disables AutoRound's generic '.gate' fallback)"
+            if problems
+            else "nothing to do (keep the routers in any ignore rule added for this model type)",
+            modules=[w.path for w in routers] + [d["path"] for d in non_divisible] + mtp,
             evidence={
                 "non_divisible": non_divisible,
                 "routers": [w.path for w in routers],
                 "routers_quantized_today": routers_quantized,
+                "ignored_today": also_ignored,
                 "mtp": mtp,
                 "group_size": ctx.group_size,
+                "padded": padded,  # layers whose input dim the group size does not divide: int schemes pad them
                 "layer_patterns": patterns,
             },
         )

@@ -102,7 +102,7 @@ def _finding(ctx: InspectContext, cls_name: str, weights: list[LinearWeight]) ->
         fix=f"convert {cls_name} to nn.Linear before quantization (same weights and names)"
         if evidence["exact_linear"]
         else f"write a quantizable replacement for {cls_name}",
-        modules=[w.path for w in weights[:8]],
+        modules=[w.path for w in weights],
         classes=[cls_name],
         evidence=evidence,
         probe=probe,
@@ -117,4 +117,3 @@ def detect(ctx: InspectContext) -> list[Finding]:
             continue
         by_class.setdefault(weight.cls, []).append(weight)
     return [_finding(ctx, cls_name, weights) for cls_name, weights in by_class.items()]
-

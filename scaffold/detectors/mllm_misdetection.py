@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
 
 from torch import nn
 
 from scaffold.context import InspectContext
 from scaffold.findings import Finding, Mode, Severity
-
-_MODALITY_CONFIGS = ("vision_config", "audio_config", "visual", "speech_config")
 
 
 @dataclass
@@ -56,14 +53,13 @@ def autoround_mllm_verdict(ctx: InspectContext) -> MllmVerdict:
     return MllmVerdict(False, None)
 
 
-def _multimodal_parts(model: nn.Module, config: Any, mm_keys: list[str]) -> list[str]:
-    """Sub-configs for other modalities and modules with weights whose name is a multimodal key."""
-    parts = [key for key in _MODALITY_CONFIGS if getattr(config, key, None) is not None]
+def _multimodal_parts(model: nn.Module, mm_keys: list[str]) -> list[str]:
+    """Modules with weights whose name or class names another modality: what makes a model really multimodal."""
     for name, module in model.named_modules():
-        if name and any(k in name for k in mm_keys) and any(True for _ in module.parameters()):
-            parts.append(name)
-            break
-    return parts
+        label = f"{name} {type(module).__name__}".lower()
+        if name and any(k in label for k in mm_keys) and any(True for _ in module.parameters(recurse=False)):
+            return [name]
+    return []
 
 
 def detect(ctx: InspectContext) -> list[Finding]:
@@ -71,14 +67,15 @@ def detect(ctx: InspectContext) -> list[Finding]:
     if not verdict.multimodal:
         return []
     mm_keys, _ = _mm_keys()
-    parts = _multimodal_parts(ctx.meta_model, ctx.config, mm_keys)
+    parts = _multimodal_parts(ctx.meta_model, mm_keys)
     if parts:
         return []  # really multimodal: AutoRound is right
     return [
         Finding(
             mode=Mode.MLLM_MISDETECTION,
             severity=Severity.FAILS,
-            summary=f"AutoRound would treat this text-only model as multimodal ({verdict.reason}) and demand a processor",
+            summary=f"AutoRound would treat this text-only model as multimodal ({verdict.reason}) "
+            "and demand a processor",
             fix=f"exempt model_type '{ctx.target.model_type}' from is_mllm_model (add it to _LLM_ONLY_MODEL_TYPES)",
             classes=[type(ctx.meta_model).__name__],
             evidence={"reason": verdict.reason, "model_type": ctx.target.model_type},

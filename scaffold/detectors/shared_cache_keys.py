@@ -22,11 +22,13 @@ from scaffold.probes import (
     batch_size_of,
     describe,
     find_stacks,
+    first_line,
     forward_params,
     record_block_calls,
     run_forward,
     same_value,
     tensors_in,
+    tiny_speed,
 )
 
 PROBE = "shared_cache_keys"
@@ -99,7 +101,7 @@ def find_candidates(ctx: InspectContext) -> list[SharedInput]:
     tiny = ctx.tiny()
     stacks = [s for s in find_stacks(tiny.model) if s.modality == "text"]
     blocks = [b for s in stacks for b in s.blocks]
-    with record_block_calls(tiny.model, blocks) as recorder:
+    with record_block_calls(tiny.model, blocks) as recorder, tiny_speed():
         run_forward(tiny.model, tiny.inputs)
     batch = batch_size_of(tiny.inputs)
     declared = set(autoround_api.default_shared_cache_keys())
@@ -116,11 +118,18 @@ def find_candidates(ctx: InspectContext) -> list[SharedInput]:
 def shared_keys(ctx: InspectContext) -> SharedKeysResult:
     """Candidates and the verified keys (computed once per context; block_replay reuses it)."""
     if PROBE not in ctx.probe_results:
-        result = SharedKeysResult(candidates=find_candidates(ctx))
+        try:
+            candidates = find_candidates(ctx)
+        except ProbeUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a probe that cannot run is a note, not a crash
+            ctx.notes.append(f"shared_cache_keys: the block-input probe failed: {first_line(exc)}")
+            candidates = []
+        result = SharedKeysResult(candidates=candidates)
         names = tuple(dict.fromkeys(c.name for c in result.candidates))
         if names:
             result.without = replay_on_tiny(ctx, ())
-            failing = [name for name, r in result.without.blocks.items() if not r.ok]
+            failing = [name for name, r in result.without.blocks.items() if not r.ok and r.inputs_from is None]
             if failing:
                 result.with_keys = replay_on_tiny(ctx, names)
                 if all(result.with_keys.blocks[name].ok for name in failing if name in result.with_keys.blocks):
@@ -143,7 +152,7 @@ def detect(ctx: InspectContext) -> list[Finding]:
     verified = {
         block: {"without": replay.outcome(), "with": result.with_keys.blocks[block].outcome()}
         for block, replay in result.without.blocks.items()
-        if not replay.ok
+        if not replay.ok and replay.inputs_from is None
     }
     return [
         Finding(

@@ -14,8 +14,10 @@ from collections.abc import Iterable
 
 
 def py_str(text: str) -> str:
-    """A double-quoted Python string literal (the quote style ``ruff format`` keeps)."""
-    return json.dumps(text)
+    """A Python string literal in the quote style ``ruff format`` keeps (double, unless that needs escapes)."""
+    if '"' in text and "'" not in text:
+        return repr(text)
+    return json.dumps(text, ensure_ascii=False)
 
 
 def py_tuple(items: Iterable[str]) -> str:

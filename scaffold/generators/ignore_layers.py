@@ -60,7 +60,9 @@ def rule_call(matcher: str, entries: list[str]) -> str:
 def generate(finding: Finding, plan: Plan, ctx: InspectContext | None = None) -> None:
     evidence = finding.evidence
     suffixes = list(dict.fromkeys(router_suffix(path) for path in evidence.get("routers", [])))
-    patterns = [p for p in dict.fromkeys(evidence.get("layer_patterns", [])) if p not in suffixes]
+    routers = set(evidence.get("routers", [])) | {suffix.lstrip(".") for suffix in suffixes}
+    # Routers are matched by exact name below; as substrings they would also hit e.g. ``mlp.gate_proj``.
+    patterns = [p for p in dict.fromkeys(evidence.get("layer_patterns", [])) if p.lstrip(".") not in routers]
     entries = [py_str(pattern) for pattern in patterns]
     generated: list[str] = []
     if suffixes:

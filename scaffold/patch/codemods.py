@@ -21,10 +21,12 @@ from scaffold.patch.locate import (
     module_statements,
     parse_expression,
     parse_statements,
+    references,
     source,
     structure,
     subscript_assignments,
     top_level_calls,
+    top_level_definition,
     top_level_function,
 )
 from scaffold.plan import DictEntry, Edit, HandlerBranch, IgnoreRule, SequenceItem, TopLevelFunction
@@ -36,6 +38,7 @@ class Existing:
 
     node: cst.CSTNode
     same: bool
+    top: cst.CSTNode | None = None  # the top-level statement holding ``node``
 
 
 class Codemod:
@@ -60,6 +63,12 @@ class Codemod:
         return self.insert(module)
 
 
+def _replace(module: cst.Module, top: cst.CSTNode, old: cst.CSTNode, new: cst.CSTNode) -> cst.Module:
+    """``module`` with ``old`` (inside the top-level statement ``top``) replaced; only ``top`` is traversed."""
+    replacement = new if top is old else top.deep_replace(old, new)
+    return module.with_changes(body=[replacement if stmt is top else stmt for stmt in module.body])
+
+
 def _insert_statements(module: cst.Module, index: int, statements: list[cst.BaseStatement]) -> cst.Module:
     body = list(module.body)
     return module.with_changes(body=[*body[:index], *statements, *body[index:]])
@@ -74,20 +83,15 @@ class AddDictEntry(Codemod):
     def target(self) -> str:
         return f"{self.edit.registry}[{self.edit.key!r}]"
 
-    def _literal(self, module: cst.Module) -> tuple[cst.CSTNode, cst.Dict] | None:
-        found = find_definition(module, self.edit.registry)
-        if found is None:
-            return None
-        top, value = found
-        if not isinstance(value, cst.Dict):
-            raise self.where.missing(f"dict literal {self.edit.registry} (found {type(value).__name__})")
-        return top, value
-
     def _require(self, module: cst.Module) -> tuple[cst.CSTNode, cst.Dict] | None:
-        found = self._literal(module)
-        if found is None and not any(subscript_assignments(module, self.edit.registry)):
-            raise self.where.missing(f"dict registry {self.edit.registry}")
-        return found
+        """The registry's dict literal, or None when it is only extended by ``REG[k] = v`` statements."""
+        found = find_definition(module, self.edit.registry)
+        if found is not None and isinstance(found[1], cst.Dict):
+            return found
+        if not any(subscript_assignments(module, self.edit.registry)):
+            kind = f" (found {type(found[1]).__name__})" if found else ""
+            raise self.where.missing(f"dict registry {self.edit.registry}{kind}")
+        return None
 
     def _same_value(self, module: cst.Module, value: cst.BaseExpression) -> bool:
         return structure(source(module, value)) == structure(self.edit.value)
@@ -97,10 +101,10 @@ class AddDictEntry(Codemod):
         if found is not None:
             for element in found[1].elements:
                 if isinstance(element, cst.DictElement) and literal(module, element.key) == self.edit.key:
-                    return Existing(element, self._same_value(module, element.value))
-        for key, assign, _top in subscript_assignments(module, self.edit.registry):
+                    return Existing(element, self._same_value(module, element.value), found[0])
+        for key, assign, top in subscript_assignments(module, self.edit.registry):
             if literal(module, key) == self.edit.key:
-                return Existing(assign, self._same_value(module, assign.value))
+                return Existing(assign, self._same_value(module, assign.value), top)
         return None
 
     def insert(self, module: cst.Module) -> cst.Module:
@@ -108,7 +112,7 @@ class AddDictEntry(Codemod):
         found = self._require(module)
         if found is None:
             return self._insert_statement(module, value)
-        _top, node = found
+        top, node = found
         quote = layout.quote_style([e.key for e in node.elements if isinstance(e, cst.DictElement)])
         template = next((e for e in reversed(node.elements) if isinstance(e, cst.DictElement)), None)
         new = cst.DictElement(key=cst.SimpleString(layout.quoted(self.edit.key, quote)), value=value)
@@ -117,7 +121,7 @@ class AddDictEntry(Codemod):
                 whitespace_before_colon=template.whitespace_before_colon,
                 whitespace_after_colon=template.whitespace_after_colon,
             )
-        return module.deep_replace(node, layout.append_element(node, new))
+        return _replace(module, top, node, layout.append_element(node, new))
 
     def _insert_statement(self, module: cst.Module, value: cst.BaseExpression) -> cst.Module:
         assignments = list(subscript_assignments(module, self.edit.registry))
@@ -130,7 +134,7 @@ class AddDictEntry(Codemod):
 
     def replace(self, module: cst.Module, existing: Existing) -> cst.Module:
         value = parse_expression(self.edit.value, f"value of {self.target}")
-        return module.deep_replace(existing.node, existing.node.with_changes(value=value))
+        return _replace(module, existing.top, existing.node, existing.node.with_changes(value=value))
 
 
 class AddSequenceItem(Codemod):
@@ -142,23 +146,23 @@ class AddSequenceItem(Codemod):
     def target(self) -> str:
         return f"{self.edit.registry} += {self.edit.item!r}"
 
-    def _literal(self, module: cst.Module) -> cst.Tuple | cst.List | cst.Set:
+    def _literal(self, module: cst.Module) -> tuple[cst.CSTNode, cst.Tuple | cst.List | cst.Set]:
         found = find_definition(module, self.edit.registry)
         if found is None:
             raise self.where.missing(f"tuple/list/set {self.edit.registry}")
-        value = found[1]
+        top, value = found
         if not isinstance(value, cst.Tuple | cst.List | cst.Set):
             raise self.where.missing(f"tuple/list/set literal {self.edit.registry} (found {type(value).__name__})")
-        return value
+        return top, value
 
     def find(self, module: cst.Module) -> Existing | None:
-        node = self._literal(module)
+        top, node = self._literal(module)
         for element in node.elements:
             if literal(module, element.value) == self.edit.item:
-                return Existing(element, True)
-        for small, _top in module_statements(module.body):
+                return Existing(element, True, top)
+        for small, statement in module_statements(module.body):
             if self.edit.item in self._added_by(module, small):
-                return Existing(small, True)
+                return Existing(small, True, statement)
         return None
 
     def _added_by(self, module: cst.Module, small: cst.BaseSmallStatement) -> list:
@@ -183,14 +187,14 @@ class AddSequenceItem(Codemod):
         return list(value) if isinstance(value, tuple | list | set | frozenset) else []
 
     def insert(self, module: cst.Module) -> cst.Module:
-        node = self._literal(module)
+        top, node = self._literal(module)
         quote = layout.quote_style([e.value for e in node.elements])
         new = cst.Element(value=cst.SimpleString(layout.quoted(self.edit.item, quote)))
-        return module.deep_replace(node, layout.append_element(node, new))
+        return _replace(module, top, node, layout.append_element(node, new))
 
 
 class AddTopLevelFunction(Codemod):
-    """A module-level function, inserted before the registry that references it (or at the end)."""
+    """A module-level function: before ``before`` (registry, function or class), else before its first use."""
 
     edit: TopLevelFunction
 
@@ -209,20 +213,21 @@ class AddTopLevelFunction(Codemod):
     def find(self, module: cst.Module) -> Existing | None:
         existing = top_level_function(module, self.edit.name)
         if existing is None:
-            if self.edit.before and find_definition(module, self.edit.before) is None:
-                raise self.where.missing(f"registry {self.edit.before} (to insert {self.target} before)")
+            if self.edit.before:
+                self._index(module)  # a missing anchor is an error even in check mode
             return None
         same = structure(source(module, existing), "exec") == structure(self.edit.code, "exec")
-        return Existing(existing, same)
+        return Existing(existing, same, existing)
 
     def _index(self, module: cst.Module) -> int:
+        """Before ``before`` (a registry, function or class); else before the first top-level use; else last."""
         body = list(module.body)
         if self.edit.before:
-            found = find_definition(module, self.edit.before)
-            if found is None:
-                raise self.where.missing(f"registry {self.edit.before} (to insert {self.target} before)")
-            return body.index(found[0])
-        return len(body)
+            anchor = top_level_definition(module, self.edit.before)
+            if anchor is None:
+                raise self.where.missing(f"{self.edit.before} (to insert {self.target} before it)")
+            return body.index(anchor)
+        return next((i for i, stmt in enumerate(body) if references(stmt, self.edit.name)), len(body))
 
     def insert(self, module: cst.Module) -> cst.Module:
         function = self._function()
@@ -232,13 +237,13 @@ class AddTopLevelFunction(Codemod):
             return _insert_statements(module, index, [function.with_changes(leading_lines=layout.blank_lines(2))])
         following = body[index]
         detached, attached = layout.split_leading_lines(following.leading_lines)
-        function = function.with_changes(leading_lines=detached or layout.blank_lines(2))
+        function = function.with_changes(leading_lines=layout.at_least_blank_lines(detached, 2))
         following = following.with_changes(leading_lines=[*layout.blank_lines(2), *attached])
         return module.with_changes(body=[*body[:index], function, following, *body[index + 1 :]])
 
     def replace(self, module: cst.Module, existing: Existing) -> cst.Module:
         function = self._function().with_changes(leading_lines=existing.node.leading_lines)
-        return module.deep_replace(existing.node, function)
+        return _replace(module, existing.node, existing.node, function)
 
 
 def _model_type_comparisons(test: cst.BaseExpression) -> list[tuple[str, cst.BaseExpression]]:
@@ -301,7 +306,7 @@ class AddHandlerBranch(Codemod):
         for branch in branches:
             if any(value == self.edit.model_type for value, _ in _model_type_comparisons(branch.test)):
                 body = cst.Module(body=branch.body.body)
-                return Existing(branch, structure(body.code, "exec") == wanted)
+                return Existing(branch, structure(body.code, "exec") == wanted, function)
         return None
 
     def insert(self, module: cst.Module) -> cst.Module:
@@ -320,7 +325,15 @@ class AddHandlerBranch(Codemod):
         test = parse_expression(f"{subject} == {layout.quoted(self.edit.model_type, quote)}", self.target)
         branch = cst.If(test=test, body=layout.indented_block(body))
         new_body = function.body.with_changes(body=[*statements[:index], branch, *statements[index:]])
-        return module.deep_replace(function, function.with_changes(body=new_body))
+        return _replace(module, function, function, function.with_changes(body=new_body))
+
+    def replace(self, module: cst.Module, existing: Existing) -> cst.Module:
+        """Force: a branch for this model type alone gets the new body; a shared one is left and a new one added."""
+        branch = existing.node
+        if {value for value, _ in _model_type_comparisons(branch.test)} != {self.edit.model_type}:
+            return self.insert(module)
+        body = layout.indented_block(parse_statements(self.edit.body, f"body of {self.target}"))
+        return _replace(module, existing.top, branch, branch.with_changes(body=body))
 
 
 def _strings(node: cst.CSTNode) -> list[cst.SimpleString]:
@@ -358,7 +371,7 @@ class AddIgnoreRule(Codemod):
         wanted = structure(self.edit.call)
         for call, stmt in self._calls(module):
             if self.edit.model_type in _matched_model_types(module, call):
-                return Existing(stmt, structure(source(module, call)) == wanted)
+                return Existing(stmt, structure(source(module, call)) == wanted, stmt)
         return None
 
     def _statement(self) -> cst.SimpleStatementLine:
@@ -381,7 +394,7 @@ class AddIgnoreRule(Codemod):
 
     def replace(self, module: cst.Module, existing: Existing) -> cst.Module:
         statement = self._statement().with_changes(leading_lines=existing.node.leading_lines)
-        return module.deep_replace(existing.node, statement)
+        return _replace(module, existing.node, existing.node, statement)
 
 
 def _matched_model_types(module: cst.Module, call: cst.Call) -> list[str]:

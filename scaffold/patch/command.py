@@ -9,7 +9,7 @@ from rich.syntax import Syntax
 
 from scaffold.errors import ScaffoldError
 from scaffold.patch.apply import apply_plan, write_patch
-from scaffold.patch.outcome import APPLIED, CONFLICT, PRESENT, REPLACED, PatchResult
+from scaffold.patch.outcome import APPLIED, CHANGING, CONFLICT, PRESENT, REPLACED, PatchResult
 from scaffold.plan import Plan
 
 _STYLE = {APPLIED: "green", REPLACED: "yellow", PRESENT: "dim", CONFLICT: "red"}
@@ -19,7 +19,9 @@ def print_result(result: PatchResult, console: Console, *, show_diff: bool = Fal
     console.print(f"AutoRound {result.autoround_version} at {result.checkout}")
     for status in result.statuses:
         style = _STYLE.get(status.status, "cyan")
-        console.print(f"[{style}]{status.one_line()}[/{style}]", markup=True, highlight=False)
+        unwritten = status.status in CHANGING and not result.written
+        line = status.one_line("to apply" if unwritten else None)
+        console.print(line, style=style, markup=False, highlight=False, soft_wrap=True)
     if show_diff and result.diff:
         console.print(Syntax(result.diff, "diff", word_wrap=False))
 

@@ -101,6 +101,11 @@ def append_element(node: Collection, new: cst.BaseElement | cst.BaseDictElement)
     )
     if has_comma and not single_line_singleton:
         tail = last.comma.whitespace_after
+        if not _is_multiline(tail):  # the comment, if any, is in the closing bracket's whitespace
+            carried = _carry_comment(separator, closing, indent)
+            last = last.with_changes(comma=last.comma.with_changes(whitespace_after=carried))
+            new = new.with_changes(comma=cst.Comma(whitespace_after=tail))
+            return _with_closing(node.with_changes(elements=[*elements[:-1], last, new]), _without_comment(closing))
         carried = _carry_comment(separator, tail, indent)
         last = last.with_changes(comma=last.comma.with_changes(whitespace_after=carried))
         new = new.with_changes(comma=cst.Comma(whitespace_after=_without_comment(tail)))
@@ -139,6 +144,12 @@ def split_leading_lines(lines: Sequence[cst.EmptyLine]) -> tuple[list[cst.EmptyL
 
 def blank_lines(count: int) -> list[cst.EmptyLine]:
     return [cst.EmptyLine() for _ in range(count)]
+
+
+def at_least_blank_lines(lines: Sequence[cst.EmptyLine], count: int) -> list[cst.EmptyLine]:
+    """``lines`` with blank lines added in front until it holds ``count`` of them (PEP 8 spacing)."""
+    missing = count - sum(1 for line in lines if line.comment is None)
+    return [*blank_lines(max(missing, 0)), *lines]
 
 
 class _UnindentBlankLines(cst.CSTTransformer):

@@ -56,11 +56,30 @@ def structure(code: str, mode: str = "eval") -> str:
         return text
 
 
-def line_of(module: cst.Module, node: cst.CSTNode) -> int | None:
-    """1-based line where ``node`` starts in ``module``."""
-    positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
-    position = positions.get(node)
-    return position.start.line if position else None
+class LineIndex:
+    """Start lines of nodes of one module. Counts lines per top-level statement once, then resolves
+    positions inside a single statement only (much cheaper than position metadata for a whole file)."""
+
+    def __init__(self, module: cst.Module):
+        self.module = module
+        self._starts: dict[int, int] | None = None
+
+    def _top_starts(self) -> dict[int, int]:
+        if self._starts is None:
+            count = sum(self.module.code_for_node(line).count("\n") for line in self.module.header)
+            self._starts = {}
+            for statement in self.module.body:
+                self._starts[id(statement)] = count
+                count += self.module.code_for_node(statement).count("\n")
+        return self._starts
+
+    def __call__(self, node: cst.CSTNode, top: cst.CSTNode | None) -> int | None:
+        start = self._top_starts().get(id(top))
+        if start is None:
+            return None
+        alone = self.module.with_changes(body=[top], header=[], footer=[])
+        position = MetadataWrapper(alone, unsafe_skip_copy=True).resolve(PositionProvider).get(node)
+        return start + position.start.line if position else None
 
 
 def module_statements(body: Any, nested: bool = True) -> Iterator[tuple[cst.BaseSmallStatement, cst.CSTNode]]:
@@ -128,6 +147,29 @@ def subscript_assignments(module: cst.Module, name: str, nested: bool = True):
             and isinstance(target.slice[0].slice, cst.Index)
         ):
             yield target.slice[0].slice.value, small, top
+
+
+def top_level_definition(module: cst.Module, name: str) -> cst.CSTNode | None:
+    """The top-level statement defining ``name``: an assignment, ``def`` or ``class``."""
+    for stmt in module.body:
+        if isinstance(stmt, cst.FunctionDef | cst.ClassDef) and stmt.name.value == name:
+            return stmt
+    found = find_definition(module, name)
+    return found[0] if found else None
+
+
+def references(node: cst.CSTNode, name: str) -> bool:
+    """Whether ``name`` is used anywhere inside ``node``."""
+    found = False
+
+    class Visitor(cst.CSTVisitor):
+        def visit_Name(self, visited: cst.Name) -> bool:
+            nonlocal found
+            found = found or visited.value == name
+            return False
+
+    node.visit(Visitor())
+    return found
 
 
 def top_level_function(module: cst.Module, name: str) -> cst.FunctionDef | None:

@@ -29,8 +29,8 @@ class EditStatus:
     def where(self) -> str:
         return f"{self.file}:{self.line}" if self.line else self.file
 
-    def one_line(self) -> str:
-        text = f"{self.status:<15} {self.where}  {self.target}"
+    def one_line(self, label: str | None = None) -> str:
+        text = f"{label or self.status:<15} {self.where}  {self.target}"
         return f"{text}  ({self.detail})" if self.detail else text
 
 

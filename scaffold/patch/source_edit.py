@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper, PositionProvider
 
 from scaffold.errors import ScaffoldError
 from scaffold.patch.codemods import Codemod, codemod_for
-from scaffold.patch.locate import Where
+from scaffold.patch.locate import LineIndex, Where
 from scaffold.patch.outcome import APPLIED, CONFLICT, PRESENT, REPLACED, EditStatus
-from scaffold.plan import Edit
+from scaffold.plan import Edit, TopLevelFunction
 
 
 @dataclass
@@ -23,18 +23,11 @@ class SourceEdit:
     statuses: list[EditStatus] = field(default_factory=list)
 
 
-class _Lines:
-    """Start lines of nodes of one module, resolved on first use."""
-
-    def __init__(self, module: cst.Module):
-        self.module = module
-        self._positions = None
-
-    def __call__(self, node: cst.CSTNode) -> int | None:
-        if self._positions is None:
-            self._positions = MetadataWrapper(self.module, unsafe_skip_copy=True).resolve(PositionProvider)
-        position = self._positions.get(node)
-        return position.start.line if position else None
+@functools.lru_cache(maxsize=32)
+def _parse(code: str) -> tuple[cst.Module, LineIndex]:
+    """The (immutable) libcst tree of ``code`` and its line lookup; repeated runs on one text parse once."""
+    module = cst.parse_module(code)
+    return module, LineIndex(module)
 
 
 def edit_source(code: str, edits: Sequence[Edit], where: Where, *, force: bool = False) -> SourceEdit:
@@ -44,26 +37,30 @@ def edit_source(code: str, edits: Sequence[Edit], where: Where, *, force: bool =
     ``force`` a conflicting entry is replaced; without it the conflicting edit is left out.
     """
     try:
-        original = cst.parse_module(code)
+        original, lines = _parse(code)
     except cst.ParserSyntaxError as exc:
         raise ScaffoldError(f"cannot parse {where.file}: {exc.message}", "patch") from None
-    lines = _Lines(original)
     module = original
-    statuses = []
-    for edit in edits:
-        codemod = codemod_for(edit, where)
+    statuses: dict[int, EditStatus] = {}
+    for index in _application_order(edits):
+        codemod = codemod_for(edits[index], where)
         before = codemod.find(original)
         if before is not None and before.same:
-            statuses.append(_status(codemod, PRESENT, lines(before.node)))
+            statuses[index] = _status(codemod, PRESENT, lines(before.node, before.top))
             continue
         if before is not None and not force:
-            statuses.append(_status(codemod, CONFLICT, lines(before.node), "differs from the plan"))
+            statuses[index] = _status(codemod, CONFLICT, lines(before.node, before.top), "differs from the plan")
             continue
-        module, status = _apply(codemod, module, replacing=before is not None)
+        module, statuses[index] = _apply(codemod, module, replacing=before is not None)
         if before is not None:
-            status.line = lines(before.node)
-        statuses.append(status)
-    return SourceEdit(module.code, statuses)
+            statuses[index].line = lines(before.node, before.top)
+    ordered = [statuses[index] for index in range(len(edits))]
+    return SourceEdit(code if module is original else module.code, ordered)
+
+
+def _application_order(edits: Sequence[Edit]) -> list[int]:
+    """Indexes of ``edits``, new functions last: placed before their first use, that use must exist first."""
+    return sorted(range(len(edits)), key=lambda index: isinstance(edits[index], TopLevelFunction))
 
 
 def _apply(codemod: Codemod, module: cst.Module, *, replacing: bool) -> tuple[cst.Module, EditStatus]:

@@ -81,6 +81,7 @@ def _attempt(config: Any, tree: dict, targets: ShrinkTargets, *, trust_remote_co
         auto_class = pick_auto_class(small)
     except Exception as exc:  # noqa: BLE001 - a config validator rejected the shrunk sizes
         raise _AttemptFailed("config", exc) from exc
+    _make_decoder(small, auto_class, changes)
     if targets.hidden is None:
         _check_size(small, auto_class, trust_remote_code)
     try:
@@ -130,6 +131,16 @@ def _set_attributes(config: Any, changes: dict[str, list]) -> Any:
             with contextlib.suppress(AttributeError):  # read-only properties follow the attributes they derive from
                 setattr(owner, name, new)
     return config
+
+
+def _make_decoder(config: Any, auto_class: str, changes: dict[str, list]) -> None:
+    """Causal-LM heads of encoder architectures (BERT-like) need ``is_decoder=True``, as their own tests set."""
+    if auto_class != "AutoModelForCausalLM" or getattr(config, "is_encoder_decoder", False):
+        return
+    if getattr(config, "is_decoder", None) is False:
+        with contextlib.suppress(AttributeError):
+            config.is_decoder = True
+            changes["is_decoder"] = [False, True]
 
 
 def _check_size(config: Any, auto_class: str, trust_remote_code: bool) -> None:

@@ -15,9 +15,10 @@ class Family(str, Enum):
     HIDDEN = "hidden"  # the residual-stream width
     WIDTH = "width"  # other widths that scale with the hidden size (MLP, low-rank, dt rank)
     HEADS = "heads"  # a number of heads (query, linear-attention, mamba heads)
-    KV_HEADS = "kv_heads"  # key/value heads of grouped-query attention
+    KV_HEADS = "kv_heads"  # key/value heads of grouped-query attention, or head groups that must divide the heads
     HEAD_DIM = "head_dim"  # a per-head dimension (head_dim, rotary_dim, MLA rope/nope/v dims)
     LAYERS = "layers"  # a number of blocks in a stack
+    LAYER_SUBSET = "layer_subset"  # how many of a stack's layers are of some kind (shared-KV, input, output...)
     PERIOD = "period"  # "every N layers" schedules
     OFFSET = "offset"  # position inside such a schedule
     DENSE_PREFIX = "dense_prefix"  # the first K layers are dense, the others MoE
@@ -50,7 +51,17 @@ _EXACT: dict[str, Family] = {
     **dict.fromkeys(("n_head", "n_heads", "num_heads", "num_attention_heads", "num_query_heads"), Family.HEADS),
     **dict.fromkeys(("kv_channels", "rotary_dim", "rotary_emb_dim", "d_head", "attention_head_size"), Family.HEAD_DIM),
     **dict.fromkeys(
-        ("num_hidden_layers", "n_layer", "n_layers", "num_layers", "encoder_layers", "decoder_layers"), Family.LAYERS
+        (
+            "num_hidden_layers",
+            "n_layer",
+            "n_layers",
+            "num_layers",
+            "encoder_layers",
+            "decoder_layers",
+            "num_decoder_layers",
+            "num_encoder_layers",
+        ),
+        Family.LAYERS,
     ),
     **dict.fromkeys(
         ("first_k_dense_replace", "first_k_dense", "num_dense_layers", "n_dense_layers"), Family.DENSE_PREFIX
@@ -80,14 +91,18 @@ _EXACT: dict[str, Family] = {
 _PATTERNS: list[tuple[re.Pattern[str], Family]] = [
     (re.compile(r"token_(id|ids|index)$|_token_id_\w+$"), Family.TOKEN_ID),
     (re.compile(r"(^|_)vocab_size$"), Family.VOCAB),
-    (re.compile(r"(key_value|kv)_heads$|^n_kv_heads?$|^multi_query_group_num$"), Family.KV_HEADS),
+    (re.compile(r"(key_value|kv)_heads$|^n_kv_heads?$|query_group(s|_num)$|(^|_)n_?groups$"), Family.KV_HEADS),
     (re.compile(r"(^|_)(num|n)_\w*heads$|_attention_heads$"), Family.HEADS),
-    (re.compile(r"head_dim$|head_size$|(^|_)d_head$"), Family.HEAD_DIM),
-    (re.compile(r"intermediate_size$|ffn_dim$|ffn_hidden_size$|(^|_)lora_rank$|dt_rank$"), Family.WIDTH),
+    (re.compile(r"head_?dim$|head_size$|(^|_)d_head$"), Family.HEAD_DIM),
+    (
+        re.compile(r"intermediate_size$|ffn_dim$|ffn_hidden_size$|(^|_)lora_rank$|dt_rank$|d_ssm$|d_inner$"),
+        Family.WIDTH,
+    ),
+    (re.compile(r"_hidden_size$"), Family.WIDTH),
     (re.compile(r"shared_experts?$"), Family.SHARED_EXPERTS),
     (re.compile(r"experts_per_tok(en)?$"), Family.TOP_K),
     (re.compile(r"^(num|n|moe_num)_\w*experts$|^num_local_experts$"), Family.EXPERTS),
-    (re.compile(r"^(num|n)_(?!nextn|mtp)\w*layers$"), Family.LAYERS),
+    (re.compile(r"^(num|n)_(?!nextn|mtp)\w*layers$"), Family.LAYER_SUBSET),
     (re.compile(r"_(period|interval|freq|frequency|step)$"), Family.PERIOD),
     (re.compile(r"_offset$"), Family.OFFSET),
 ]

@@ -106,6 +106,10 @@ def make_frame(config: dict[str, Any], targets: ShrinkTargets) -> Frame:
     if hidden:
         if heads and head_dim and hidden == heads * head_dim and (targets.heads or targets.head_dim):
             hidden_new = heads_new * head_dim_new
+        elif targets.hidden and heads and head_dim:
+            # keep the ratio of the attention (or SSM) width to the hidden size, e.g. mamba's expand factor
+            kept_ratio = int(round(heads_new * head_dim_new * hidden / (heads * head_dim) / 8)) * 8
+            hidden_new = kept_ratio if 16 <= kept_ratio <= 2 * targets.hidden else min(hidden, targets.hidden)
         elif targets.hidden:
             hidden_new = min(hidden, targets.hidden)
         elif targets.heads and heads:
@@ -183,7 +187,7 @@ class Shrinker:
             value = config[key]
             family = family_of(key)
             if family is None:
-                new = self._unclassified(key, value)
+                new = self._unclassified(key, value, frame)
             elif isinstance(value, list):
                 new = [self._scalar(key, v, family, frame, original) for v in value]
             else:
@@ -203,10 +207,11 @@ class Shrinker:
             config["use_cache"] = False
 
     def _shrink_layer_lists(self, path: str, config: dict[str, Any], plan: LayerPlan) -> None:
+        indexed = index_lists(config, plan.old_count)
         for key, values in per_layer_lists(config, plan.old_count).items():
             config[key] = plan.slice(values)
             self._record(path + key, f"<{plan.old_count} entries>", config[key])
-        for key, values in index_lists(config, plan.old_count).items():
+        for key, values in indexed.items():
             config[key] = plan.renumber(values)
             self._record(path + key, values, config[key])
 
@@ -223,6 +228,8 @@ class Shrinker:
         if family is Family.HIDDEN:
             return frame.hidden_new if value == frame.hidden else _scale(value, frame.width_factor, 8)
         if family is Family.WIDTH:
+            if key.endswith("hidden_size") and value in self.hidden_map and value != frame.hidden:
+                return self.hidden_map[value]  # another frame's hidden size (a projector's output, say)
             return _scale(value, frame.width_factor, 8)
         if family is Family.HEADS:
             return frame.heads_new if value == frame.heads else _scale(value, frame.heads_factor)
@@ -235,7 +242,9 @@ class Shrinker:
         if family is Family.SHARED_EXPERTS:
             return min(value, 1)
         if family is Family.TOP_K:
-            return min(value, t.top_k, t.experts)
+            # a bare ``top_k`` is a sampling setting unless the config has experts
+            has_experts = any(family_of(k) is Family.EXPERTS for k in config)
+            return min(value, t.top_k, t.experts) if has_experts or key != "top_k" else value
         if family is Family.EXPERT_GROUPS:
             return min(value, 2)
         if family is Family.TOPK_GROUPS:
@@ -246,6 +255,11 @@ class Shrinker:
             return value
         if family is Family.LAYERS:
             return min(value, layers)
+        if family is Family.LAYER_SUBSET:
+            if value <= 0 or value >= frame.layers.old_count:
+                return min(value, layers)
+            share = round(value * layers / frame.layers.old_count)
+            return min(max(share, 1), max(layers - 1, 1))
         if family is Family.PERIOD:
             return min(value, layers)
         if family is Family.DENSE_PREFIX:
@@ -275,10 +289,19 @@ class Shrinker:
                 config[key] = new
                 self._record(path + key, value, new)
 
-    def _unclassified(self, key: str, value: Any) -> Any:
-        """An int size named like a width that equals some frame's old hidden size follows that frame."""
+    def _unclassified(self, key: str, value: Any, frame: Frame) -> Any:
+        """An int size named like a width that equals some frame's old hidden size follows that frame;
+        a list of ints that adds up to the hidden size (an embedding split in parts) is split again."""
         if _is_int(value) and value in self.hidden_map and value >= 128 and key.endswith(("size", "dim")):
             return self.hidden_map[value]
+        if (
+            isinstance(value, (list, tuple))
+            and len(value) > 1
+            and all(_is_int(v) and v > 0 for v in value)
+            and frame.hidden_new
+            and sum(value) == frame.hidden != frame.hidden_new
+        ):
+            return _split_proportionally(list(value), frame.hidden_new)
         return value
 
     # -- rotary embedding parameters ----------------------------------------------------------

@@ -68,8 +68,11 @@ class Block(nn.Module):
         position_bias: torch.Tensor | None = None,
         layer_scale: torch.Tensor | None = None,
         states: list[torch.Tensor] | None = None,
+        window: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor]:
         h = hidden_states
+        if window is not None:  # [batch, seq, 1]: which positions this layer keeps
+            h = h * window
         if layer_scale is not None:
             h = h * (1.0 + layer_scale)
         if states is not None:
@@ -137,6 +140,17 @@ class StateListModel(DynamicArchModel):
         return {"states": self._states}
 
 
+class PerLayerWindowModel(DynamicArchModel):
+    """Blocks alternate between a full and a local window mask (per sample), like sliding/full attention layers."""
+
+    def block_kwargs(self, embeds: torch.Tensor, index: int) -> dict:
+        b, s, _ = embeds.shape
+        window = torch.ones(b, s, 1)
+        if index % 2:
+            window[:, : s // 2] = 0.0
+        return {"window": window}
+
+
 def _arch(model_type: str, base: type = DynamicArchModel, **model_attrs) -> tuple[type, type]:
     config_cls = type(f"{model_type}_Config", (DynamicArchConfig,), {"model_type": model_type})
     model_cls = type(f"{model_type}_ForCausalLM", (base,), {"config_class": config_cls, **model_attrs})
@@ -150,12 +164,14 @@ ARCHS: dict[str, tuple[type, type]] = {
     "da_shared_bias": _arch("da_shared_bias", SharedBiasModel),
     "da_layer_scale": _arch("da_layer_scale", LayerScaleModel),
     "da_state_list": _arch("da_state_list", StateListModel),
+    "da_layer_window": _arch("da_layer_window", PerLayerWindowModel),
 }
 DETECTOR_OF = {
     "da_mtp_tower": "forward_coverage",
     "da_shared_bias": "shared_cache_keys",
     "da_layer_scale": "block_replay",
     "da_state_list": "block_replay",
+    "da_layer_window": "block_replay",
 }
 
 
@@ -181,7 +197,8 @@ def make_context(model_type: str, *, dynamic: bool = True) -> InspectContext:
     register_all()
     config_cls, model_cls = ARCHS[model_type]
     config = config_cls()
-    target = ResolvedTarget(spec=f"transformers:{model_type}", kind="transformers", config=config, model_type=model_type)
+    spec = f"transformers:{model_type}"
+    target = ResolvedTarget(spec=spec, kind="transformers", config=config, model_type=model_type)
     meta = build_meta(config, where=target.spec)
     tiny = tiny_of(config_cls(), model_cls) if dynamic else None
     return InspectContext(target=target, meta_model=meta, dynamic=dynamic, _tiny=tiny)

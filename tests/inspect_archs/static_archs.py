@@ -173,6 +173,7 @@ def _arch(model_type: str, config_attrs: dict | None = None, **model_attrs) -> t
 ARCHS: dict[str, tuple[type, type]] = {
     "sa_dense": _arch("sa_dense"),
     "sa_decoy": _arch("sa_decoy", sequential=True, decoy=True),  # block_detection
+    "sa_sequential": _arch("sa_sequential", sequential=True),  # block_detection: AutoRound finds no blocks
     "sa_custom_linear": _arch("sa_custom_linear", make_mlp=staticmethod(lambda c: Mlp(c, ExactProj))),  # layer_types
     "sa_fused_moe": _arch("sa_fused_moe", make_mlp=staticmethod(lambda c: MoeBlock(c))),  # fused_moe
     "sa_non_divisible": _arch("sa_non_divisible", {"intermediate_size": 48}),  # ignore_layers
@@ -180,6 +181,7 @@ ARCHS: dict[str, tuple[type, type]] = {
 }
 DETECTOR_OF = {
     "sa_decoy": "block_detection",
+    "sa_sequential": "block_detection",
     "sa_custom_linear": "layer_types",
     "sa_fused_moe": "fused_moe",
     "sa_non_divisible": "ignore_layers",
@@ -205,7 +207,9 @@ def make_context(model_type: str, *, dynamic: bool = True, group_size: int = 32)
     register_all()
     config_cls, model_cls = ARCHS[model_type]
     config = config_cls()
-    target = ResolvedTarget(spec=f"transformers:{model_type}", kind="transformers", config=config, model_type=model_type)
+    target = ResolvedTarget(
+        spec=f"transformers:{model_type}", kind="transformers", config=config, model_type=model_type
+    )
     meta = build_meta(config, where=target.spec)
     tiny = tiny_of(config_cls(), model_cls) if dynamic else None
     return InspectContext(target=target, meta_model=meta, group_size=group_size, dynamic=dynamic, _tiny=tiny)

@@ -1,0 +1,154 @@
+"""Block replay: make AutoRound's per-block replay feed each block inputs it can run on.
+
+AutoRound caches the first block's inputs from a calibration forward and replays every block with
+``compressors/utils.block_forward``. Inputs it cannot split or reshape per sample break that replay:
+
+- ``alibi`` (e.g. transformers' Bloom): the cache reshapes the ``[batch * heads, 1, keys]`` bias with
+  ``batch_size`` although calibration forwards one sample at a time, and ``block_forward`` reshapes it
+  again for an older 4-D layout, so heads and samples get mixed (``The expanded size of the tensor (8)
+  must match the existing size (4)``). The fix drops the bias from what AutoRound caches (a forward
+  pre-hook on each block) and rebuilds it inside the block from its mask and hidden states.
+- ``zero_dim_tensor`` / ``python_list``: inputs that are the same for every sample are kept out of the
+  cache the same way and handed back to the block unchanged.
+- anything else (``int_mask``, unknown causes): a ``TODO(scaffold)`` skeleton that raises.
+
+The fix is data for ``_handle_special_model``: TopLevelFunctions plus a HandlerBranch calling
+``_patch_<type>_block_replay(model)``.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from scaffold.context import InspectContext
+from scaffold.findings import Finding
+from scaffold.generators import identifier
+from scaffold.generators.code_templates import TODO, render_code
+from scaffold.plan import SPECIAL_MODEL_HANDLER, HandlerBranch, Plan, PlanItem, TopLevelFunction
+
+HANDLER_FUNCTION = "_handle_special_model"
+CONSTANT_CAUSES = {"zero_dim_tensor": "zero-dim tensor", "python_list": "Python list"}
+
+
+@dataclass(frozen=True)
+class InputKind:
+    """What the probe recorded about one block input."""
+
+    type: str
+    shape: tuple[int, ...] | None
+
+
+def input_kind(value: Any) -> InputKind:
+    """Parse one ``inputs`` evidence value: ``"Tensor[8, 1, 32]"``, ``"list"``, ``{"type", "shape"}``, ..."""
+    if isinstance(value, dict):
+        shape = value.get("shape")
+        return InputKind(str(value.get("type", "")), tuple(shape) if shape is not None else None)
+    text = str(value)
+    match = re.search(r"[\[(]([\d,\s]*)[\])]", text)
+    shape = tuple(int(n) for n in match.group(1).replace(",", " ").split()) if match else None
+    return InputKind(re.split(r"[\[(]", text, maxsplit=1)[0].strip(), shape)
+
+
+def _one_line(text: str, limit: int = 90) -> str:
+    text = " ".join(str(text).split()).replace("\\", "/").replace('"', "'")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@dataclass
+class ReplayFix:
+    """Which rewrite a finding gets and what it needs."""
+
+    rewrite: str  # alibi | constant | skeleton
+    stack: str
+    cause: str
+    alibi_key: str = "alibi"
+    alibi_layout: str = "flat"
+    constant_keys: tuple[str, ...] = ()
+    reason: str = ""
+
+
+def choose_fix(finding: Finding) -> ReplayFix:
+    evidence = finding.evidence
+    stack = evidence.get("stack") or (finding.modules[0] if finding.modules else "")
+    cause = evidence.get("cause") or "unknown"
+    inputs = {name: input_kind(value) for name, value in (evidence.get("inputs") or {}).items()}
+    if cause == "alibi":
+        key = next((name for name in inputs if "alibi" in name), "alibi")
+        shape = inputs[key].shape if key in inputs else None
+        layouts = {3: "flat", 4: "batched"}
+        layout = "flat" if shape is None else layouts.get(len(shape))
+        if layout:
+            return ReplayFix("alibi", stack, cause, alibi_key=key, alibi_layout=layout)
+        return ReplayFix("skeleton", stack, cause, reason=f"ALiBi input {key} has an unknown layout {shape}")
+    if cause in CONSTANT_CAUSES:
+        if cause == "zero_dim_tensor":
+            keys = [name for name, kind in inputs.items() if kind.shape == ()]
+        else:
+            keys = [name for name, kind in inputs.items() if kind.type.lower() in ("list", "tuple")]
+        if keys:
+            return ReplayFix("constant", stack, cause, constant_keys=tuple(keys))
+        return ReplayFix("skeleton", stack, cause, reason=f"the probe named no {CONSTANT_CAUSES[cause]} input")
+    return ReplayFix("skeleton", stack, cause, reason=f"no generic rewrite for cause {cause!r}")
+
+
+def render_fix(fix: ReplayFix, prefix: str, exception: str) -> str:
+    return render_code(
+        "block_replay.py.jinja",
+        prefix=prefix,
+        stack=fix.stack,
+        cause=CONSTANT_CAUSES.get(fix.cause, fix.cause),
+        rewrite=fix.rewrite,
+        alibi_key=fix.alibi_key,
+        alibi_layout=fix.alibi_layout,
+        constant_keys=list(fix.constant_keys),
+        exception=_one_line(exception),
+        todo=TODO,
+    )
+
+
+def top_level_functions(source: str, file: str, before: str | None = None) -> list[TopLevelFunction]:
+    """One :class:`TopLevelFunction` per ``def`` in ``source``, in order."""
+    tree = ast.parse(source)
+    lines = source.splitlines()
+    functions = []
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            code = "\n".join(lines[node.lineno - 1 : node.end_lineno]) + "\n"
+            functions.append(TopLevelFunction(file=file, name=node.name, code=code, before=before))
+    return functions
+
+
+def generate(finding: Finding, plan: Plan, ctx: InspectContext | None = None) -> None:
+    fix = choose_fix(finding)
+    prefix = identifier(plan.model_type)
+    exception = finding.evidence.get("exception") or f"max_abs_err {finding.evidence.get('max_abs_err')}"
+    source = render_fix(fix, prefix, exception)
+    functions = top_level_functions(source, SPECIAL_MODEL_HANDLER, before=HANDLER_FUNCTION)
+    plan.edits.extend(functions)
+    entry = f"_patch_{prefix}_block_replay"
+    plan.edits.append(
+        HandlerBranch(
+            file=SPECIAL_MODEL_HANDLER, function=HANDLER_FUNCTION, model_type=plan.model_type, body=f"{entry}(model)"
+        )
+    )
+    plan.test_data.setdefault("block_replay", []).append(
+        {
+            "stack": fix.stack,
+            "cause": fix.cause,
+            "rewrite": fix.rewrite,
+            "function": entry,
+            "skeleton": fix.rewrite == "skeleton",
+        }
+    )
+    what = {"alibi": "rebuilds ALiBi inside each block", "constant": f"passes {', '.join(fix.constant_keys)} uncached"}
+    generated = [f"`{f.name}` in {SPECIAL_MODEL_HANDLER}" for f in functions]
+    generated.append(f'`if model_type == "{plan.model_type}": {entry}(model)` in `{HANDLER_FUNCTION}`')
+    if fix.rewrite in what:
+        generated.append(f"the patch {what[fix.rewrite]} of `{fix.stack}`")
+    if fix.rewrite == "constant":
+        generated.append("assumes those inputs are the same for every calibration sample (checked by the test)")
+    todos = [f"{TODO} in `{entry}`: {fix.reason}"] if fix.rewrite == "skeleton" else []
+    plan.items.append(PlanItem(mode=finding.mode.value, summary=finding.summary, generated=generated, todos=todos))

@@ -1,0 +1,43 @@
+"""Configuration of ScafAli: a dense ALiBi decoder (no rotary)."""
+
+from transformers import PretrainedConfig
+
+
+class ScafAliConfig(PretrainedConfig):
+    model_type = "scafali"
+
+    def __init__(
+        self,
+        vocab_size=512,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        alibi_max_bias=8.0,
+        rms_norm_eps=1e-6,
+        initializer_range=0.02,
+        pad_token_id=1,
+        bos_token_id=2,
+        eos_token_id=3,
+        tie_word_embeddings=False,
+        **kwargs,
+    ):
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.intermediate_size = intermediate_size
+        self.num_hidden_layers = num_hidden_layers
+        self.num_attention_heads = num_attention_heads
+        self.num_key_value_heads = num_key_value_heads
+        self.max_position_embeddings = max_position_embeddings
+        self.alibi_max_bias = alibi_max_bias
+        self.rms_norm_eps = rms_norm_eps
+        self.initializer_range = initializer_range
+        super().__init__(
+            pad_token_id=pad_token_id,
+            bos_token_id=bos_token_id,
+            eos_token_id=eos_token_id,
+            tie_word_embeddings=tie_word_embeddings,
+            **kwargs,
+        )

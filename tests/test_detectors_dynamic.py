@@ -1,0 +1,153 @@
+"""Dynamic detectors (forward_coverage, shared_cache_keys, block_replay) on hand-written archs, llama and bloom."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from inspect_archs.dynamic_archs import ARCHS, DETECTOR_OF, make_context
+
+from scaffold.autoround_replay import declared_shared_keys
+from scaffold.context import InspectContext
+from scaffold.detectors import block_replay, forward_coverage, shared_cache_keys
+from scaffold.detectors.block_replay import classify
+from scaffold.detectors.shared_cache_keys import split_problem
+from scaffold.findings import Finding, Mode, Severity
+from scaffold.probes import calibration_samples, find_stacks, same_value
+
+DETECTORS = (forward_coverage, shared_cache_keys, block_replay)
+
+
+def run_all(ctx: InspectContext) -> list[Finding]:
+    torch.manual_seed(0)
+    return [finding for detector in DETECTORS for finding in detector.detect(ctx)]
+
+
+@pytest.fixture(scope="module")
+def arch_findings() -> dict[str, list[Finding]]:
+    return {model_type: run_all(make_context(model_type)) for model_type in ARCHS}
+
+
+@pytest.mark.parametrize("model_type", list(ARCHS))
+def test_each_arch_trips_exactly_its_detector(arch_findings, model_type):
+    modes = [f.mode.value for f in arch_findings[model_type]]
+    expected = [DETECTOR_OF[model_type]] if model_type in DETECTOR_OF else []
+    assert modes == expected
+    assert all(f.probe == "tiny" for f in arch_findings[model_type])
+
+
+def test_forward_coverage_evidence(arch_findings):
+    (finding,) = arch_findings["da_mtp_tower"]
+    assert finding.severity is Severity.SILENT
+    assert finding.evidence["reached"] == ["layers"]
+    assert finding.evidence["unreached"] == [{"path": "mtp_layers", "block_class": "Block", "count": 2}]
+    assert finding.evidence["same_signature_as"] == "layers"
+    assert finding.evidence["hidden_size_match"] is True
+
+
+def test_shared_cache_key_is_verified_by_replay(arch_findings):
+    (finding,) = arch_findings["da_shared_bias"]
+    evidence = finding.evidence
+    assert evidence["model_class"] == "da_shared_bias_ForCausalLM"
+    assert evidence["keys"] == ["position_bias"]
+    assert evidence["details"]["position_bias"]["shape"] == [4, 8, 8]
+    verified = evidence["verified"]["layers.0"]
+    assert not verified["without"].startswith("matches")
+    assert verified["with"].startswith("matches")
+    assert "da_shared_bias_ForCausalLM" in finding.fix
+
+
+@pytest.mark.parametrize(
+    ("model_type", "cause", "names"),
+    [("da_layer_scale", "zero_dim_tensor", ["layer_scale"]), ("da_state_list", "python_list", ["states"])],
+)
+def test_block_replay_cause(arch_findings, model_type, cause, names):
+    (finding,) = arch_findings[model_type]
+    assert finding.severity is Severity.FAILS
+    assert finding.evidence["cause"] == cause
+    assert finding.evidence["cause_inputs"] == names
+    assert finding.evidence["stack"] == "layers"
+    assert finding.evidence["exception"]
+
+
+def test_block_replay_per_block_input(arch_findings):
+    (finding,) = arch_findings["da_layer_window"]
+    evidence = finding.evidence
+    assert evidence["cause"] == "per_block_input"
+    assert evidence["cause_inputs"] == ["window"]
+    assert evidence["block"] == "layers.1"
+    assert evidence["replayed_with_inputs_of"] == "layers.0"
+    assert evidence["max_abs_err"] > 1e-2
+
+
+def test_static_context_skips_probes():
+    ctx = make_context("da_shared_bias", dynamic=False)
+    assert run_all(ctx) == []
+
+
+def test_split_problem():
+    assert split_problem(torch.zeros(2, 8), batch=2) is None
+    assert "0-d" in split_problem(torch.tensor(1.0), batch=2)
+    assert "dim 0 is 4" in split_problem(torch.zeros(4, 8, 8), batch=2)
+    assert "list" in split_problem([torch.zeros(2, 8)], batch=2)
+    assert split_problem(["no tensors"], batch=2) is None
+
+
+def test_classify_int_mask_and_unknown():
+    mask = torch.ones(1, 8, dtype=torch.long)
+    assert classify({"hidden_states": torch.zeros(1, 8, 4), "token_mask": mask}, {}, ()).tag == "int_mask"
+    assert classify({"hidden_states": torch.zeros(1, 8, 4), "token_mask": mask.bool()}, {}, ()).tag == "unknown"
+    # a declared shared key is not blamed
+    assert classify({"pos": [torch.zeros(1)]}, {}, ("pos",)).tag == "unknown"
+
+
+def test_same_value_and_samples():
+    a = torch.arange(4.0)
+    assert same_value((a, a), (a.clone(), a.clone()))
+    assert not same_value(a, a + 1)
+    samples = calibration_samples({"input_ids": torch.arange(8).view(1, 8), "attention_mask": torch.ones(1, 8)}, 2)
+    assert [s["input_ids"].shape for s in samples] == [torch.Size([1, 8])] * 2
+    assert not torch.equal(samples[0]["input_ids"], samples[1]["input_ids"])
+    assert all(s["attention_mask"][0, -1] == 0 and s["attention_mask"][0, 0] == 1 for s in samples)
+
+
+def test_declared_shared_keys_restores_registry():
+    from auto_round.special_model_handler import SPECIAL_SHARED_CACHE_KEYS
+
+    before = dict(SPECIAL_SHARED_CACHE_KEYS)
+    with declared_shared_keys("SomeModelClass", ("bias",)):
+        assert SPECIAL_SHARED_CACHE_KEYS["SomeModelClass"] == ("bias",)
+    assert SPECIAL_SHARED_CACHE_KEYS == before
+
+
+def test_find_stacks_on_hand_written_arch():
+    ctx = make_context("da_mtp_tower")
+    stacks = {s.path: s for s in find_stacks(ctx.tiny().model)}
+    assert stacks["layers"].blocks == ("layers.0", "layers.1")
+    assert stacks["mtp_layers"].count == 2
+
+
+def _transformers_context(model_type: str) -> InspectContext:
+    pytest.importorskip("scaffold.tiny.builder", reason="tiny builder (scaffold.tiny.build_tiny) not available")
+    from scaffold.inspection import load_context
+    from scaffold.resolve import resolve_target
+
+    ctx = load_context(resolve_target(f"transformers:{model_type}"))
+    ctx.tiny()
+    return ctx
+
+
+def test_llama_triggers_nothing():
+    ctx = _transformers_context("llama")
+    assert run_all(ctx) == []
+    assert ctx.notes == []
+
+
+def test_bloom_alibi_replay_is_reported():
+    ctx = _transformers_context("bloom")
+    findings = run_all(ctx)
+    assert [f.mode for f in findings] == [Mode.BLOCK_REPLAY]
+    evidence = findings[0].evidence
+    assert evidence["cause"] == "alibi"
+    assert evidence["stack"] == "transformer.h"
+    assert "The expanded size of the tensor" in evidence["exception"]
+    assert "post_process_cache_data" in evidence["cause_detail"]

@@ -1,0 +1,75 @@
+"""new-arch end to end on a target AutoRound already handles (transformers:llama): nothing to generate."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from scaffold.cli import app
+from scaffold.generate import new_arch
+from scaffold.resolve import resolve_target
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def read_all(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def llama_out(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("new-arch") / "llama"
+    result = CliRunner().invoke(app, ["new-arch", "transformers:llama", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "nothing to generate" in result.output
+    return out
+
+
+def test_nothing_to_fix_target_gets_a_report_and_a_test_only(llama_out):
+    files = set(read_all(llama_out))
+    assert files == {".copier-answers.yml", "README_rows.md", "REPORT.md", "conftest.py", "edits.json"} | {
+        "inspect.json",
+        "test_llama.py",
+    }
+    report = (llama_out / "REPORT.md").read_text()
+    assert "## Nothing to generate" in report and "Nothing left to do by hand." in report
+    assert json.loads((llama_out / "edits.json").read_text())["edits"] == []
+    assert json.loads((llama_out / "inspect.json").read_text())["model_type"] == "llama"
+    test = (llama_out / "test_llama.py").read_text()
+    assert 'TARGET = "transformers:llama"' in test and "PLUGIN = None" in test
+    assert '"layers": ' in test  # the prediction is recorded in the test
+
+
+def test_running_twice_gives_identical_files(llama_out, tmp_path):
+    again = new_arch(resolve_target("transformers:llama"), tmp_path / "llama")
+    assert read_all(again.rendered.out) == read_all(llama_out)
+
+
+def test_existing_output_fails_in_one_line_before_inspecting(llama_out):
+    result = CliRunner().invoke(app, ["new-arch", "transformers:llama", "--out", str(llama_out)])
+    assert result.exit_code == 2
+    assert "already exists" in result.output and "Traceback" not in result.output
+
+
+def test_generated_python_is_ruff_clean(llama_out):
+    for command in (["check"], ["format", "--check"]):
+        done = subprocess.run([sys.executable, "-m", "ruff", *command, str(llama_out)], cwd=REPO, capture_output=True)
+        assert done.returncode == 0, done.stdout
+
+
+@pytest.mark.slow
+def test_generated_test_passes_and_writes_a_verdict(llama_out, tmp_path):
+    verdict = tmp_path / "verdict.json"
+    env = {**os.environ, "SCAFFOLD_VERDICT": str(verdict)}
+    command = [sys.executable, "-m", "pytest", str(llama_out / "test_llama.py"), "-q", "-p", "no:cacheprovider"]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stdout[-3000:]
+    data = json.loads(verdict.read_text())
+    assert data["layers_quantized"] == data["layers_expected"] > 0
+    assert data["reload"] == "ok" and data["block_share"] == data["block_share_expected"]
