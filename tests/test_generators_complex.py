@@ -585,10 +585,14 @@ def test_forward_coverage_runs_the_unreached_stack(tmp_path):
         expected = model(input_ids=input_ids).logits
     run_branch(plan, namespace, model)
     seen: dict = {}
-    model.model.layers[-1].register_forward_hook(lambda m, a, out: seen.setdefault("reached_out", out) and None)
-    model.model.layers[0].register_forward_pre_hook(lambda m, a, k: seen.setdefault("kw", k) and None, with_kwargs=True)
+
+    def keep(key, value) -> None:
+        seen.setdefault(key, value)
+
+    model.model.layers[-1].register_forward_hook(lambda m, a, out: keep("reached_out", out))
+    model.model.layers[0].register_forward_pre_hook(lambda m, a, k: keep("kw", k), with_kwargs=True)
     for i, block in enumerate(model.model.draft_layers):
-        block.register_forward_pre_hook(lambda m, a, k, i=i: seen.setdefault(i, (a, k)) and None, with_kwargs=True)
+        block.register_forward_pre_hook(lambda m, a, k, i=i: keep(i, (a, k)), with_kwargs=True)
     with torch.no_grad():
         got = model(input_ids=input_ids).logits
     assert (got - expected).abs().max().item() <= TOL  # the model's own output is unchanged

@@ -300,3 +300,17 @@ def test_function_anchored_before_another_function() -> None:
         edit_source(
             code, [TopLevelFunction(WHERE.file, "fix", "def fix():\n    pass\n", before="missing_anchor")], WHERE
         )
+
+
+def test_readme_row_goes_into_the_supported_models_table_of_either_language() -> None:
+    from scaffold.patch.readme import add_supported_row
+
+    table = "| Model | Class |\n|:--|:--|\n| `llama` | `LlamaForCausalLM` |\n"
+    english = f"# AutoRound\n\n## Validated Models\n\n{table}\n## Next\n"
+    chinese = "## 支持的模型\n\n| 模型 | 说明 |\n| --- | --- |\n| `qwen2` | 已验证 |\n"
+
+    added = add_supported_row(english, "toy", "ToyForCausalLM")
+    assert added.added and "| `llama` | `LlamaForCausalLM` |\n| `toy` | `ToyForCausalLM` |\n\n## Next\n" in added.text
+    assert add_supported_row(added.text, "toy", "ToyForCausalLM").present
+    assert add_supported_row(chinese, "toy", "ToyForCausalLM").text.endswith("| `qwen2` | 已验证 |\n| `toy` |  |\n")
+    assert not add_supported_row("# Title\n\n| a | b |\n|---|---|\n", "toy", "T").added
