@@ -12,7 +12,8 @@ from scaffold.context import InspectContext
 from scaffold.findings import StackCoverage
 from scaffold.linear_weights import LinearWeight, linear_weights, matches_any, router_weights, shape_divisible
 from scaffold.moe_support import autoround_unfuses, builtin_replacement, expert_matrices
-from scaffold.stacks import BlockStack, block_stacks, stack_of
+from scaffold.stacks import BlockStack, stack_of
+from scaffold.stacks import block_stacks as find_stacks
 
 __all__ = ["BlockStack", "block_stacks", "compute_coverage", "coverage_of", "ModelScan", "scan_model"]
 
@@ -36,14 +37,19 @@ class ModelScan:
 _SCANS: weakref.WeakKeyDictionary[nn.Module, ModelScan] = weakref.WeakKeyDictionary()
 
 
-def scan_model(model: nn.Module) -> ModelScan:
-    """Scan ``model`` once (cached per model object; detectors share the result)."""
-    scan = _SCANS.get(model)
+def scan_model(model: nn.Module, cached: bool = True) -> ModelScan:
+    """Scan ``model`` (cached per model object so detectors share one scan; ``cached=False`` rescans)."""
+    scan = _SCANS.get(model) if cached else None
     if scan is None:
         weights = linear_weights(model)
         routers = {w.name for w in router_weights(model, weights)}
-        scan = _SCANS[model] = ModelScan(weights, block_stacks(model, weights), routers)
+        scan = _SCANS[model] = ModelScan(weights, find_stacks(model, weights), routers)
     return scan
+
+
+def block_stacks(model: nn.Module) -> list[BlockStack]:
+    """Repeated-block stacks of ``model`` (see :mod:`scaffold.stacks`), from the shared scan."""
+    return scan_model(model).stacks
 
 
 def predefined_ignore_layers(model: nn.Module) -> list[str]:

@@ -103,7 +103,7 @@ def predict_after_fix(
     of a custom class (they score experts and stay in float). ``roles`` maps an experts class name to
     the probed ``{param: role}`` so unknown fused names split correctly.
     """
-    scan = scan_model(model)
+    scan = scan_model(model, cached=False)  # the model may have changed since it was last scanned
     patterns = list(ignore_patterns)
     paths = [s if isinstance(s, str) else s.path if isinstance(s, BlockStack) else s["path"] for s in block_stacks]
     preds = [StackPrediction(path) for path in paths]

@@ -64,7 +64,7 @@ def find_todos(folder: Path) -> list[TodoItem]:
             continue
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
             if TODO_MARK in line:
-                text = line.split(TODO_MARK, 1)[1].lstrip(" :-").strip() or line.strip()
+                text = line.split(TODO_MARK, 1)[1].lstrip(" :-").rstrip("\"')").strip() or line.strip()
                 todos.append(TodoItem(file=relative, line=number, text=text))
     return todos
 

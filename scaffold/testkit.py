@@ -295,8 +295,9 @@ def quantize_real(
     test_data: dict[str, Any],
     group_size: int,
     trust_remote_code: bool,
+    device: str = "cuda",
 ) -> QuantCheck:
-    """The same checks on the real checkpoint (a local folder or a downloaded Hub id) on the GPU."""
+    """The same checks on the real checkpoint (a local folder with weights): expected counts from its own shapes."""
     import pytest
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -306,10 +307,11 @@ def quantize_real(
     if target.model_dir is None or not any(Path(target.model_dir).glob("*.safetensors")):
         pytest.skip(f"{spec} has no checkpoint weights on this machine")
     folder = str(target.model_dir)
-    model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=trust_remote_code, dtype=torch.bfloat16)
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=trust_remote_code, dtype=dtype).eval()
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
     expected = expected_packing(model, predicted["stacks"], group_size, test_data, predicted.get("roles", {}))
-    return _quantize_and_count(model.eval(), tokenizer, out_dir, expected, trust_remote_code, device_map="cuda")
+    return _quantize_and_count(model, tokenizer, out_dir, expected, trust_remote_code, device_map=device)
 
 
 def record_verdict(**values: Any) -> None:

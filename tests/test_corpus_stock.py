@@ -17,7 +17,7 @@ import torch
 
 from scaffold.autoround_api import get_block_names
 from scaffold.findings import Mode
-from scaffold.quantize import block_coverage, count_packed, run_autoround
+from scaffold.quantize import block_coverage, count_packed, reload_and_forward, run_autoround
 
 ARCHS = Path(__file__).parent / "archs"
 NAMES = sorted(p.name for p in ARCHS.iterdir() if (p / "expected.json").exists())
@@ -73,3 +73,35 @@ def test_stock_autoround_fails_or_underquantizes(name, arch_loader, make_tokeniz
     assert set(check.get("unpacked", [])) <= set(coverage.unquantized)
     if "log_match" in check:
         assert any(check["log_match"] in line for line in run.summary_lines), run.summary_lines
+
+
+# Positive controls: the one-line fix each README names makes stock AutoRound pack the stack it describes,
+# which shows the symptom above comes from that cause and not from the harness.
+CONTROLS = {
+    "shared_tensor": ({}, {"ScafAliForCausalLM": ("position_bias",)}, ["model.layers"]),
+    "hidden_blocks": ({"to_quant_block_names": [["model.layers.block0", "model.layers.block1"]]}, {}, ["model.layers"]),
+    "draft_tower": ({"to_quant_block_names": [["model.layers.0", "model.layers.1"]]}, {}, ["model.layers"]),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(CONTROLS))
+def test_named_fix_makes_stock_autoround_pack_the_stack(
+    name, arch_loader, make_tokenizer, calib_texts, tmp_path, monkeypatch
+):
+    from auto_round import special_model_handler
+
+    kwargs, shared_keys, stacks = CONTROLS[name]
+    for model_class, keys in shared_keys.items():
+        monkeypatch.setitem(special_model_handler.SPECIAL_SHARED_CACHE_KEYS, model_class, keys)
+    model = arch_loader(name)
+    run = run_autoround(model, make_tokenizer(), calib_texts, tmp_path / "export", iters=0, group_size=32, **kwargs)
+    coverage = block_coverage(run.original_params, count_packed(run.export_dir), stacks)
+    print(f"{name}: fixed run {run.seconds:.1f}s, share of {stacks} {coverage.share:.3f}")
+    assert coverage.share == 1.0, coverage.unquantized
+    reloaded = reload_and_forward(run.export_dir, trust_remote_code=True)
+    assert reloaded.ok and reloaded.finite, reloaded.error
+    assert reloaded.quantized_modules == len(count_packed(run.export_dir).packed)
+    if name == "draft_tower":
+        tower = block_coverage(run.original_params, count_packed(run.export_dir), ["model.mtp_layers"])
+        assert tower.share == 0.0  # the draft tower still needs a forward that runs it

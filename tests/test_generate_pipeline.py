@@ -32,11 +32,8 @@ def llama_out(tmp_path_factory) -> Path:
 
 
 def test_nothing_to_fix_target_gets_a_report_and_a_test_only(llama_out):
-    files = set(read_all(llama_out))
-    assert files == {".copier-answers.yml", "README_rows.md", "REPORT.md", "conftest.py", "edits.json"} | {
-        "inspect.json",
-        "test_llama.py",
-    }
+    expected = {".copier-answers.yml", "README_rows.md", "REPORT.md", "conftest.py", "edits.json", "inspect.json"}
+    assert set(read_all(llama_out)) == expected | {"test_llama.py"}
     report = (llama_out / "REPORT.md").read_text()
     assert "## Nothing to generate" in report and "Nothing left to do by hand." in report
     assert json.loads((llama_out / "edits.json").read_text())["edits"] == []
@@ -73,3 +70,24 @@ def test_generated_test_passes_and_writes_a_verdict(llama_out, tmp_path):
     data = json.loads(verdict.read_text())
     assert data["layers_quantized"] == data["layers_expected"] > 0
     assert data["reload"] == "ok" and data["block_share"] == data["block_share_expected"]
+
+
+@pytest.mark.slow
+def test_real_checkpoint_path_on_a_saved_checkpoint(tmp_path):
+    """The --real path (GPU in the generated test) run on CPU on a checkpoint saved to disk."""
+    from scaffold.testkit import quantize_real
+    from scaffold.tiny import build_tiny, save_tiny
+
+    folder = save_tiny(build_tiny(resolve_target("transformers:llama").config), tmp_path / "checkpoint")
+    predicted = {"stacks": ["model.layers"], "roles": {}}
+    result = quantize_real(
+        str(folder),
+        tmp_path / "export",
+        predicted=predicted,
+        test_data={},
+        group_size=32,
+        trust_remote_code=False,
+        device="cpu",
+    )
+    assert (result.packed_layers, result.packed_params) == (result.expected_layers, result.expected_params)
+    assert result.packed_layers > 0 and result.reload_ok and result.finite

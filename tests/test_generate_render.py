@@ -257,9 +257,33 @@ def test_existing_output_is_kept_without_force(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == [MODEL_TYPE]  # no staging folder left behind
 
 
+def test_dry_run_writes_nothing(tmp_path):
+    report = report_of(findings())
+    plan, items = toy_plan(report)
+    target = ResolvedTarget(spec="toy", kind="transformers", config=None, model_type=MODEL_TYPE)
+    result = render_adaptation(report, plan, items, target, tmp_path / "out", prediction=None, dry_run=True)
+    assert f"{MODEL_TYPE}_autoround.py" in result.files and result.todos
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_nothing_to_fix_says_so(tmp_path):
     ok = [Finding(Mode.BLOCK_DETECTION, Severity.OK, "Blocks found.", "nothing")]
     result = render(tmp_path / MODEL_TYPE, use_ruff=False, found=ok)
     assert "## Nothing to generate" in (result.out / "REPORT.md").read_text()
     assert f"{MODEL_TYPE}_autoround.py" not in result.files
     assert "PLUGIN = None" in (result.out / f"test_{MODEL_TYPE}.py").read_text()
+
+
+def test_local_target_is_recorded_relative_inside_the_repo(tmp_path):
+    from scaffold.generate import target_path_from
+
+    arch = REPO / "tests" / "archs" / "fused_experts"
+    target = ResolvedTarget(spec="tests/archs/fused_experts", kind="local", config=None, model_type="m", model_dir=arch)
+    assert target_path_from(target, REPO / "generated" / "m") == "../../tests/archs/fused_experts"
+    assert target_path_from(target, tmp_path / "m") == arch.resolve().as_posix()
+    assert (
+        target_path_from(
+            ResolvedTarget(spec="transformers:x", kind="transformers", config=None, model_type="x"), tmp_path
+        )
+        == ""
+    )

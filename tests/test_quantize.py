@@ -121,3 +121,25 @@ def test_block_coverage_counts_unfused_experts_for_fused_owner():
     assert coverage.share == pytest.approx(64 / 112)
     assert coverage.unquantized == ["blocks.0.experts", "blocks.0.proj"]
     assert block_share(model, packed, ["blocks"], exclude=[r"\.proj$"]) == pytest.approx(64 / 96)
+
+
+def test_block_coverage_maps_legacy_export_names_back(monkeypatch):
+    from transformers import conversion_mapping
+    from transformers.core_model_loading import WeightRenaming
+
+    from scaffold.quantize import PackedCount
+
+    model = torch.nn.Module()
+    model.layers = torch.nn.ModuleList([torch.nn.Module()])
+    model.layers[0].self_attn = torch.nn.Module()
+    model.layers[0].self_attn.q_proj = torch.nn.Linear(8, 8)
+    # checkpoint (export) key -> model key, as transformers 5 loads legacy checkpoints
+    renamings = [WeightRenaming(r"^transformer\.h\.", "layers."), WeightRenaming(r"\.attn\.", ".self_attn.")]
+    monkeypatch.setattr(conversion_mapping, "get_model_conversion_mapping", lambda *a, **k: renamings)
+    packed = PackedCount({"transformer.h.0.attn.q_proj": 64}, {}, {}, bits=4, group_size=128)
+    coverage = block_coverage(model, packed, ["layers"])
+    assert coverage.share == 1.0 and coverage.unmatched_packed == []
+    # from shapes alone the legacy name cannot be mapped: it is reported, not silently counted
+    by_shapes = block_coverage(dict(model.named_parameters()), packed, ["layers"])
+    assert by_shapes.share == 0.0 and by_shapes.total_params == 64
+    assert by_shapes.unmatched_packed == ["transformer.h.0.attn.q_proj"]

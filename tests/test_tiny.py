@@ -269,4 +269,4 @@ def test_autoround_calibrates_with_the_tiny_tokenizer(tmp_path):
         device_map="cpu",
     )
     autoround.quantize_and_save(str(tmp_path / "q"), format="auto_round")
-    assert any((tmp_path / "q").glob("*.safetensors"))
+    assert any((tmp_path / "q").rglob("*.safetensors"))

@@ -29,12 +29,16 @@ def causal_lm_types() -> list[str]:
     return sorted(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
 
 
+class TypeTimeout(BaseException):
+    """Not an ``Exception``, so the builder's per-strategy error handling cannot swallow it."""
+
+
 @contextmanager
 def time_guard(seconds: int):
     """Interrupt a type that takes longer than ``seconds`` (SIGALRM, main thread only)."""
 
     def expire(signum, frame):
-        raise TimeoutError(f"took longer than {seconds}s")
+        raise TypeTimeout(f"took longer than {seconds}s")
 
     previous = signal.signal(signal.SIGALRM, expire)
     signal.alarm(seconds)
@@ -61,6 +65,8 @@ def try_type(model_type: str) -> str | None:
         with time_guard(PER_TYPE_SECONDS):
             tiny = build_tiny(config)
             del tiny
+    except TypeTimeout as exc:
+        return f"TypeTimeout: {exc}"
     except Exception as exc:  # noqa: BLE001 - the reason is the result
         full_size = _full_size_build_error(config)
         if full_size:
@@ -79,6 +85,8 @@ def _full_size_build_error(config) -> str | None:
     try:
         with time_guard(PER_TYPE_SECONDS):
             build_meta(config)
+    except TypeTimeout:
+        return None
     except ScaffoldError as exc:
         return exc.message
     except Exception as exc:  # noqa: BLE001

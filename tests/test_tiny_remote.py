@@ -21,7 +21,8 @@ class TinyRcConfig(PretrainedConfig):
         self.hidden_size = hidden_size
         self.num_hidden_layers = num_hidden_layers
         self.num_attention_heads = num_attention_heads
-        self.layer_types = layer_types or ["full_attention" if i % 3 == 2 else "sliding_attention" for i in range(num_hidden_layers)]
+        kinds = ["full_attention" if i % 3 == 2 else "sliding_attention" for i in range(num_hidden_layers)]
+        self.layer_types = layer_types or kinds
         super().__init__(pad_token_id=pad_token_id, **kwargs)
 """
 

@@ -8,7 +8,7 @@ from torch import nn
 
 from scaffold.context import InspectContext, ProbeUnavailable
 from scaffold.coverage import scan_model
-from scaffold.experts_layout import call_convention, capture_call, probe_layout
+from scaffold.experts_layout import call_convention, capture_call, probe_layout, single_thread
 from scaffold.findings import Finding, Mode, Severity
 from scaffold.linear_weights import LinearWeight
 from scaffold.moe_support import autoround_unfuses, builtin_replacement, experts_interface, has_experts_interface
@@ -35,7 +35,8 @@ def _probe(ctx: InspectContext, cls_name: str) -> tuple[dict[str, Any], dict[str
     if module is None:
         return dict(_UNKNOWN_CALL), {"probed": False, "reason": f"no {cls_name} in the tiny instance"}, "static"
     try:
-        call = capture_call(module, tiny.forward)
+        with single_thread():
+            call = capture_call(module, tiny.forward)
     except Exception as exc:  # noqa: BLE001 - the tiny forward failing is reported, not raised
         return dict(_UNKNOWN_CALL), {"probed": False, "reason": f"tiny forward failed: {type(exc).__name__}"}, "tiny"
     if call is None:

@@ -10,6 +10,7 @@ from torch import nn
 
 from scaffold.context import InspectContext, ProbeUnavailable
 from scaffold.coverage import scan_model
+from scaffold.experts_layout import single_thread
 from scaffold.findings import Finding, Mode, Severity
 from scaffold.linear_weights import LinearWeight
 from scaffold.stacks import stack_of
@@ -40,7 +41,7 @@ def probe_linear(module: nn.Module, weight_attr: str, bias_attr: str | None, see
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(2, 3, weight.shape[1], generator=generator, dtype=weight.dtype)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), single_thread():
             out = module(x)
             expected = F.linear(x, weight, bias)
     except Exception as exc:  # noqa: BLE001 - a forward that needs more arguments is not a plain projection

@@ -52,7 +52,7 @@ def input_kind(value: Any) -> InputKind:
     return InputKind(re.split(r"[\[(]", text, maxsplit=1)[0].strip(), shape)
 
 
-def _one_line(text: str, limit: int = 90) -> str:
+def _one_line(text: str, limit: int = 80) -> str:
     text = " ".join(str(text).split()).replace("\\", "/").replace('"', "'")
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -72,26 +72,43 @@ class ReplayFix:
 
 def choose_fix(finding: Finding) -> ReplayFix:
     evidence = finding.evidence
-    stack = evidence.get("stack") or (finding.modules[0] if finding.modules else "")
+    stack = evidence.get("stack") or (finding.modules[0].rsplit(".", 1)[0] if finding.modules else "")
     cause = evidence.get("cause") or "unknown"
     inputs = {name: input_kind(value) for name, value in (evidence.get("inputs") or {}).items()}
+    named = list(evidence.get("cause_inputs") or [])
     if cause == "alibi":
-        key = next((name for name in inputs if "alibi" in name), "alibi")
+        key = next((name for name in [*named, *inputs] if "alibi" in name), "alibi")
         shape = inputs[key].shape if key in inputs else None
-        layouts = {3: "flat", 4: "batched"}
-        layout = "flat" if shape is None else layouts.get(len(shape))
+        layout = "flat" if shape is None else {3: "flat", 4: "batched"}.get(len(shape))
         if layout:
             return ReplayFix("alibi", stack, cause, alibi_key=key, alibi_layout=layout)
         return ReplayFix("skeleton", stack, cause, reason=f"ALiBi input {key} has an unknown layout {shape}")
     if cause in CONSTANT_CAUSES:
         if cause == "zero_dim_tensor":
-            keys = [name for name, kind in inputs.items() if kind.shape == ()]
+            found = [name for name, kind in inputs.items() if kind.shape == ()]
         else:
-            keys = [name for name, kind in inputs.items() if kind.type.lower() in ("list", "tuple")]
+            found = [name for name, kind in inputs.items() if kind.type.lower() in ("list", "tuple")]
+        keys = named or found
         if keys:
             return ReplayFix("constant", stack, cause, constant_keys=tuple(keys))
         return ReplayFix("skeleton", stack, cause, reason=f"the probe named no {CONSTANT_CAUSES[cause]} input")
-    return ReplayFix("skeleton", stack, cause, reason=f"no generic rewrite for cause {cause!r}")
+    detail = evidence.get("cause_detail") or f"no generic rewrite for cause {cause!r}"
+    return ReplayFix("skeleton", stack, cause, constant_keys=tuple(named), reason=_one_line(detail, 200))
+
+
+def covered_by(fix: ReplayFix, done: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """An earlier full fix of the same stack that already rewrites every input this later block's finding names.
+
+    The detector replays later blocks with the first block's cached inputs; when the first block's failure is
+    fixed (e.g. ALiBi rebuilt in every block of the stack), a later block failing on the same inputs needs nothing.
+    """
+    if fix.cause != "per_block_input":
+        return None
+    for earlier in done:
+        if earlier["stack"] == fix.stack and not earlier["skeleton"]:
+            if set(fix.constant_keys) <= set(earlier["inputs"]):
+                return earlier
+    return None
 
 
 def render_fix(fix: ReplayFix, prefix: str, exception: str) -> str:
@@ -123,7 +140,13 @@ def top_level_functions(source: str, file: str, before: str | None = None) -> li
 
 def generate(finding: Finding, plan: Plan, ctx: InspectContext | None = None) -> None:
     fix = choose_fix(finding)
-    prefix = identifier(plan.model_type)
+    done = plan.test_data.setdefault("block_replay", [])
+    earlier = covered_by(fix, done)
+    if earlier:
+        note = f"same inputs as the first block of `{fix.stack}`, already rewritten by `{earlier['function']}`"
+        plan.items.append(PlanItem(mode=finding.mode.value, summary=finding.summary, generated=[note]))
+        return
+    prefix = identifier(plan.model_type) + (f"_{len(done) + 1}" if done else "")
     exception = finding.evidence.get("exception") or f"max_abs_err {finding.evidence.get('max_abs_err')}"
     source = render_fix(fix, prefix, exception)
     functions = top_level_functions(source, SPECIAL_MODEL_HANDLER, before=HANDLER_FUNCTION)
@@ -134,16 +157,18 @@ def generate(finding: Finding, plan: Plan, ctx: InspectContext | None = None) ->
             file=SPECIAL_MODEL_HANDLER, function=HANDLER_FUNCTION, model_type=plan.model_type, body=f"{entry}(model)"
         )
     )
-    plan.test_data.setdefault("block_replay", []).append(
+    inputs = [fix.alibi_key] if fix.rewrite == "alibi" else list(fix.constant_keys)
+    done.append(
         {
             "stack": fix.stack,
             "cause": fix.cause,
             "rewrite": fix.rewrite,
             "function": entry,
+            "inputs": inputs,
             "skeleton": fix.rewrite == "skeleton",
         }
     )
-    what = {"alibi": "rebuilds ALiBi inside each block", "constant": f"passes {', '.join(fix.constant_keys)} uncached"}
+    what = {"alibi": "rebuilds ALiBi inside each block", "constant": f"passes {', '.join(inputs)} uncached"}
     generated = [f"`{f.name}` in {SPECIAL_MODEL_HANDLER}" for f in functions]
     generated.append(f'`if model_type == "{plan.model_type}": {entry}(model)` in `{HANDLER_FUNCTION}`')
     if fix.rewrite in what:

@@ -128,7 +128,7 @@ def render_replacement(layout: ExpertsLayout) -> str:
         replacement_class=f"Linear{layout.original_class}",
         expert_class=f"{layout.original_class}ExpertMLP",
         skeleton=layout.skeleton,
-        reason="; ".join(layout.problems),
+        problems=layout.problems,
         todo=TODO,
         gated=layout.gated,
         weights=layout.weights,

@@ -23,6 +23,8 @@ ROPE_KEYS = ("rope_parameters", "rope_scaling")
 DROPPED_KEYS = ("quantization_config",)
 HIDDEN_PREFERENCE = ("hidden_size", "d_model", "n_embd", "n_embed", "embed_dim", "dim", "model_dim")
 HEADS_PREFERENCE = ("num_attention_heads", "n_head", "n_heads", "num_heads", "num_query_heads")
+# AutoRound leaves a Linear unquantized unless both its dims are multiples of 32.
+WIDTH_MULTIPLE = 32
 LAYERS_PREFERENCE = ("num_hidden_layers", "n_layer", "n_layers", "num_layers", "decoder_layers", "encoder_layers")
 
 
@@ -217,9 +219,11 @@ class Shrinker:
 
     def _scalar(self, key: str, value: Any, family: Family, frame: Frame, config: dict) -> Any:
         """The new value of one int attribute; ``config`` holds the frame's original values."""
+        t = self.targets
+        if value is None and family is Family.TOP_K and key != "top_k" and _positive(config, Family.EXPERTS):
+            return min(t.top_k, t.experts)  # a MoE config that leaves top-k unset cannot route
         if not _is_int(value):
             return value
-        t = self.targets
         layers = frame.layers.new_count if frame.layers else None
         if family is Family.TOKEN_ID:
             return self._map_token(value)
@@ -230,7 +234,7 @@ class Shrinker:
         if family is Family.WIDTH:
             if key.endswith("hidden_size") and value in self.hidden_map and value != frame.hidden:
                 return self.hidden_map[value]  # another frame's hidden size (a projector's output, say)
-            return _scale(value, frame.width_factor, 8)
+            return _scale(value, frame.width_factor, WIDTH_MULTIPLE)
         if family is Family.HEADS:
             return frame.heads_new if value == frame.heads else _scale(value, frame.heads_factor)
         if family is Family.KV_HEADS:
@@ -243,8 +247,7 @@ class Shrinker:
             return min(value, 1)
         if family is Family.TOP_K:
             # a bare ``top_k`` is a sampling setting unless the config has experts
-            has_experts = any(family_of(k) is Family.EXPERTS for k in config)
-            return min(value, t.top_k, t.experts) if has_experts or key != "top_k" else value
+            return min(value, t.top_k, t.experts) if _positive(config, Family.EXPERTS) or key != "top_k" else value
         if family is Family.EXPERT_GROUPS:
             return min(value, 2)
         if family is Family.TOPK_GROUPS:
@@ -270,6 +273,8 @@ class Shrinker:
         if not frame.heads_new:
             return value
         new = frame.heads_new if value == frame.heads else max(1, round(value / frame.heads_factor))
+        if value > 1:  # grouped-query stays grouped-query: two kv heads keep k/v widths a multiple of 32
+            new = max(new, 2)
         new = min(new, frame.heads_new)
         while frame.heads_new % new:
             new -= 1
@@ -324,6 +329,11 @@ class Shrinker:
                 continue
             rope[key] = new
             self._record(path + key, value, new)
+
+
+def _positive(config: dict[str, Any], family: Family) -> bool:
+    """Whether ``config`` has an attribute of ``family`` set to a positive int (e.g. some experts)."""
+    return any(family_of(k) is family and _is_int(v) and v > 0 for k, v in config.items())
 
 
 def _split_proportionally(parts: list[int], total: int) -> list[int]:
