@@ -161,6 +161,17 @@ def _route_every_expert(module: nn.Module, args: tuple, kwargs: dict, entry: dic
     return bound.args, bound.kwargs
 
 
+def module_paths(entry: dict[str, Any]) -> list[str]:
+    """Paths of the modules one ``replacements``/``conversions`` entry covers (``module_paths``, or ``modules``)."""
+    return list(entry.get("module_paths") or entry.get("modules") or [])
+
+
+def compared_paths(test_data: dict[str, Any]) -> list[str]:
+    """Every module path the equivalence check must compare."""
+    entries = [*test_data.get("replacements", []), *test_data.get("conversions", [])]
+    return [path for entry in entries for path in module_paths(entry)]
+
+
 def check_equivalence(tiny: Any, test_data: dict[str, Any], tolerance: float = 1e-5) -> Equivalence:
     """Each replaced or converted module computes what the original did (float32, same captured inputs)."""
     entries = [*test_data.get("replacements", []), *test_data.get("conversions", [])]
@@ -169,10 +180,9 @@ def check_equivalence(tiny: Any, test_data: dict[str, Any], tolerance: float = 1
         return result
     reference = copy.deepcopy(tiny.model).float().eval()
     adapted = adapt_like_autoround(copy.deepcopy(tiny.model).float().eval())
-    paths = [path for entry in entries for path in entry["module_paths"]]
-    calls = _capture_calls(reference, paths, tiny.inputs)
+    calls = _capture_calls(reference, compared_paths(test_data), tiny.inputs)
     for entry in entries:
-        for path in entry["module_paths"]:
+        for path in module_paths(entry):
             original, new = reference.get_submodule(path), adapted.get_submodule(path)
             if type(new) is type(original):
                 result.problems.append(f"{path}: still {type(original).__name__}, the adaptation did not replace it")

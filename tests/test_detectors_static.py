@@ -17,6 +17,7 @@ from scaffold.experts_layout import call_convention, capture_call, probe_layout
 from scaffold.findings import Mode, Severity
 from scaffold.predict import predict_after_fix
 from scaffold.stacks import block_stacks
+from scaffold.versions import transformers_major
 from tests.inspect_archs.static_archs import (
     ARCHS,
     DETECTOR_OF,
@@ -327,3 +328,16 @@ def test_prediction_equals_what_autoround_packs(make_tokenizer, calib_texts, tmp
     run_autoround(model, make_tokenizer(512), calib_texts, tmp_path, iters=0, nsamples=2, seqlen=16, group_size=128)
     packed = count_packed(tmp_path)
     assert (packed.packed_params, packed.packed_modules) == (prediction.params, prediction.layers) == (2 * 96 * 64, 2)
+
+
+@pytest.mark.tf4
+@pytest.mark.skipif(transformers_major() >= 5, reason="transformers 4.x behaviour")
+def test_transformers_4_has_no_experts_interface():
+    from scaffold.inspection import load_context
+    from scaffold.resolve import resolve_target
+
+    ctx = load_context(resolve_target("transformers:llama4_text"), dynamic=False)
+    (moe,) = importlib.import_module("scaffold.detectors.fused_moe").detect(ctx)
+    assert moe.evidence["experts_interface"] is False and moe.evidence["autoround_unfuses"] is False
+    assert "no experts interface" in moe.evidence["note"]
+    assert moe.severity is Severity.SILENT

@@ -263,13 +263,15 @@ def test_fused_moe_two_classes_share_one_file(tmp_path, replacement_registry):
     plan = plan_for()
     first = experts_finding(ToyExperts(), ["model.layers.0.mlp.experts"])
     second = experts_finding(ToyExperts(split="separate"), ["model.layers.1.mlp.experts"])
-    second.evidence["class"] = "OtherExperts"
+    second.evidence["class"] = "AnotherRemoteCodeFusedMixtureOfExpertsContainerWithAVeryLongName"
     fused_moe.generate(first, plan)
     fused_moe.generate(second, plan)
     assert len(plan.files) == 1 and len(plan.edits) == 1 and len(plan.plugin_parts) == 2
     ruff_clean(plan.files[0].content, tmp_path)
     module = import_source(plan.files[0].content, tmp_path, "gen_moe_two")
-    assert {"LinearToyExperts", "LinearOtherExperts"} <= set(vars(module))
+    assert {"LinearToyExperts", "LinearAnotherRemoteCodeFusedMixtureOfExpertsContainerWithAVeryLongName"} <= set(
+        vars(module)
+    )
 
 
 @pytest.mark.parametrize("problem", ["unprobed", "unknown_convention"])
@@ -787,3 +789,20 @@ def test_generated_code_from_real_findings_keeps_the_model_equivalent(target, mo
         got = model(**tiny.inputs, use_cache=False)
     expected, got = (out.logits if hasattr(out, "logits") else out[0] for out in (expected, got))
     assert (got - expected).abs().max().item() <= TOL
+
+
+@pytest.mark.slow
+def test_forward_coverage_lets_autoround_quantize_the_unreached_stack(tmp_path):
+    """Stock: the draft stack gets no cached inputs and quantize() fails; with the generated forward it packs."""
+    from scaffold.autoround_api import get_block_names
+    from scaffold.generators import forward_coverage
+
+    fresh = llama_with_draft_tower()
+    assert ["model.draft_layers.0", "model.draft_layers.1"] in get_block_names(fresh)
+    plan = plan_for("llama", "LlamaForCausalLM")
+    forward_coverage.generate(coverage_finding(), plan)
+    model = llama_with_draft_tower()
+    run_branch(plan, patched_namespace(plan, tmp_path, "gen_forward_coverage_e2e"), model)
+    packed, share = quantize_and_count(model, tmp_path / "export", fresh)
+    assert packed.packed_modules == 4 * 7  # two decoder layers and two draft layers, 7 projections each
+    assert share == pytest.approx(1.0)

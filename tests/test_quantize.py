@@ -143,3 +143,18 @@ def test_block_coverage_maps_legacy_export_names_back(monkeypatch):
     by_shapes = block_coverage(dict(model.named_parameters()), packed, ["layers"])
     assert by_shapes.share == 0.0 and by_shapes.total_params == 64
     assert by_shapes.unmatched_packed == ["transformer.h.0.attn.q_proj"]
+
+
+def test_run_autoround_captures_sys_exit(monkeypatch, tmp_path):
+    import sys
+
+    import auto_round
+
+    def exits(*args, **kwargs):
+        auto_round.logger.logger.error("this model has not been supported")
+        sys.exit(-1)
+
+    monkeypatch.setattr(auto_round, "AutoRound", exits)
+    run = run_autoround(torch.nn.Linear(4, 4), None, ["w"], tmp_path, raise_errors=False)
+    assert not run.ok and run.error_type == "SystemExit"
+    assert "this model has not been supported" in run.warnings

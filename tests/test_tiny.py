@@ -213,7 +213,7 @@ def test_failure_names_the_broken_constraint(monkeypatch):
         build_tiny(AutoConfig.for_model("llama"))
     assert caught.value.stage == "shrink" and isinstance(caught.value, ScaffoldError)
     assert "rotary dim must divide head_dim" in caught.value.message
-    assert [a.strategy for a in caught.value.attempts] == ["careful", "gentle", "depth_only"]
+    assert [a.strategy for a in caught.value.attempts] == ["careful", "careful_deeper", "gentle", "depth_only"]
 
 
 def test_layers_must_be_positive():

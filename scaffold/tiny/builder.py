@@ -47,9 +47,11 @@ class _AttemptFailed(Exception):
 
 
 def strategies(layers: int) -> list[ShrinkTargets]:
-    """Careful (every width tiny) → gentle (per-head dims kept) → depth only (widths kept)."""
+    """Careful (every width tiny) → deeper (for layouts that need more blocks, e.g. shared-KV or tied
+    blocks) → gentle (per-head dims kept) → depth only (widths kept)."""
     return [
         ShrinkTargets("careful", layers=layers),
+        ShrinkTargets("careful_deeper", layers=max(2 * layers, 4)),
         ShrinkTargets("gentle", layers=layers, hidden=None, head_dim=None),
         ShrinkTargets("depth_only", layers=layers, hidden=None, heads=None, head_dim=None),
     ]

@@ -90,7 +90,7 @@ _EXACT: dict[str, Family] = {
 # (pattern, family), first match wins; checked after the exact names.
 _PATTERNS: list[tuple[re.Pattern[str], Family]] = [
     (re.compile(r"token_(id|ids|index)$|_token_id_\w+$"), Family.TOKEN_ID),
-    (re.compile(r"(^|_)vocab_size$"), Family.VOCAB),
+    (re.compile(r"(^|_)vocab(_size)?(_|$)"), Family.VOCAB),
     (re.compile(r"(key_value|kv)_heads$|^n_kv_heads?$|query_group(s|_num)$|(^|_)n_?groups$"), Family.KV_HEADS),
     (re.compile(r"(^|_)(num|n)_\w*heads$|_attention_heads$"), Family.HEADS),
     (re.compile(r"head_?dim$|head_size$|(^|_)d_head$"), Family.HEAD_DIM),
@@ -98,7 +98,7 @@ _PATTERNS: list[tuple[re.Pattern[str], Family]] = [
         re.compile(r"intermediate_size$|ffn_dim$|ffn_hidden_size$|(^|_)lora_rank$|dt_rank$|d_ssm$|d_inner$"),
         Family.WIDTH,
     ),
-    (re.compile(r"_hidden_size$"), Family.WIDTH),
+    (re.compile(r"_hidden_size$|^hidden_size_\w+$"), Family.WIDTH),
     (re.compile(r"shared_experts?$"), Family.SHARED_EXPERTS),
     (re.compile(r"experts_per_tok(en)?$"), Family.TOP_K),
     (re.compile(r"^(num|n|moe_num)_\w*experts$|^num_local_experts$"), Family.EXPERTS),

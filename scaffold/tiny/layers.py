@@ -68,9 +68,13 @@ def plan_layers(config: dict[str, Any], old_count: int, new_count: int) -> Layer
             break
         kept.append(-best)
         covered |= features(-best)
-    for i in range(old_count):
-        if len(kept) == new_count:
-            break
-        if i not in kept:
-            kept.append(i)
+
+    # Fill up with the earliest layer of the least represented kind, so extra layers repeat every kind evenly.
+    def kind(i: int) -> frozenset:
+        return frozenset(features(i))
+
+    while len(kept) < new_count:
+        counts = {kind(i): sum(kind(j) == kind(i) for j in kept) for i in range(old_count)}
+        _, best = min((counts[kind(i)], i) for i in range(old_count) if i not in kept)
+        kept.append(best)
     return LayerPlan(old_count=old_count, kept=tuple(sorted(kept)))

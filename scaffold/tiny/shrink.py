@@ -23,9 +23,9 @@ ROPE_KEYS = ("rope_parameters", "rope_scaling")
 DROPPED_KEYS = ("quantization_config",)
 HIDDEN_PREFERENCE = ("hidden_size", "d_model", "n_embd", "n_embed", "embed_dim", "dim", "model_dim")
 HEADS_PREFERENCE = ("num_attention_heads", "n_head", "n_heads", "num_heads", "num_query_heads")
+LAYERS_PREFERENCE = ("num_hidden_layers", "n_layer", "n_layers", "num_layers", "decoder_layers", "encoder_layers")
 # AutoRound leaves a Linear unquantized unless both its dims are multiples of 32.
 WIDTH_MULTIPLE = 32
-LAYERS_PREFERENCE = ("num_hidden_layers", "n_layer", "n_layers", "num_layers", "decoder_layers", "encoder_layers")
 
 
 @dataclass(frozen=True)
@@ -54,11 +54,9 @@ def _scale(value: int, factor: float, multiple: int = 1) -> int:
     return min(scaled, value)
 
 
-def _first_int(config: dict[str, Any], names: tuple[str, ...]) -> tuple[str | None, int | None]:
-    for name in names:
-        if _is_int(config.get(name)) and config[name] > 0:
-            return name, config[name]
-    return None, None
+def _first_int(config: dict[str, Any], names: tuple[str, ...]) -> int | None:
+    """The first of ``names`` set to a positive int in ``config``."""
+    return next((config[n] for n in names if _is_int(config.get(n)) and config[n] > 0), None)
 
 
 @dataclass
@@ -95,15 +93,14 @@ def _rotary_factor(config: dict[str, Any]) -> float:
 
 
 def make_frame(config: dict[str, Any], targets: ShrinkTargets) -> Frame:
-    _, hidden = _first_int(config, HIDDEN_PREFERENCE)
-    _, heads = _first_int(config, HEADS_PREFERENCE)
-    head_dim = config.get("head_dim") if _is_int(config.get("head_dim")) and config["head_dim"] > 0 else None
+    """Old and new core sizes of one config: heads and head dim first, the hidden size follows them."""
+    hidden = _first_int(config, HIDDEN_PREFERENCE)
+    heads = _first_int(config, HEADS_PREFERENCE)
+    head_dim = _first_int(config, ("head_dim",))
     if head_dim is None and hidden and heads and hidden % heads == 0:
         head_dim = hidden // heads
     heads_new = min(heads, targets.heads) if heads and targets.heads else heads
     head_dim_new = min(head_dim, targets.head_dim) if head_dim and targets.head_dim else head_dim
-    if head_dim_new and head_dim_new % 2:
-        head_dim_new += 1 if head_dim_new < (head_dim or 0) else 0
     hidden_new = hidden
     if hidden:
         if heads and head_dim and hidden == heads * head_dim and (targets.heads or targets.head_dim):
@@ -116,7 +113,7 @@ def make_frame(config: dict[str, Any], targets: ShrinkTargets) -> Frame:
             hidden_new = min(hidden, targets.hidden)
         elif targets.heads and heads:
             hidden_new = _scale(hidden, heads / heads_new, 8)
-    _, layer_count = _first_int(config, LAYERS_PREFERENCE)
+    layer_count = _first_int(config, LAYERS_PREFERENCE)
     plan = plan_layers(config, layer_count, targets.layers) if layer_count and layer_count > targets.layers else None
     return Frame(hidden, hidden_new, heads, heads_new, head_dim, head_dim_new, _rotary_factor(config), plan)
 
@@ -232,7 +229,7 @@ class Shrinker:
         if family is Family.HIDDEN:
             return frame.hidden_new if value == frame.hidden else _scale(value, frame.width_factor, 8)
         if family is Family.WIDTH:
-            if key.endswith("hidden_size") and value in self.hidden_map and value != frame.hidden:
+            if "hidden_size" in key and value in self.hidden_map and value != frame.hidden:
                 return self.hidden_map[value]  # another frame's hidden size (a projector's output, say)
             return _scale(value, frame.width_factor, WIDTH_MULTIPLE)
         if family is Family.HEADS:

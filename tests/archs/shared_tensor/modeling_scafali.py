@@ -87,7 +87,9 @@ class ScafAliDecoderLayer(nn.Module):
         self.mlp = ScafAliMLP(config)
 
     def forward(self, hidden_states, position_bias=None, attention_mask=None, **kwargs):
-        hidden_states = hidden_states + self.self_attn(self.input_layernorm(hidden_states), position_bias, attention_mask)
+        hidden_states = hidden_states + self.self_attn(
+            self.input_layernorm(hidden_states), position_bias, attention_mask
+        )
         return hidden_states + self.mlp(self.post_attention_layernorm(hidden_states))
 
 
@@ -138,7 +140,9 @@ class ScafAliForCausalLM(ScafAliPreTrainedModel, GenerationMixin):
     def get_input_embeddings(self):
         return self.model.embed_tokens
 
-    def forward(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None, labels=None, **kwargs):
+    def forward(
+        self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None, labels=None, **kwargs
+    ):
         hidden_states = self.model(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, inputs_embeds=inputs_embeds
         ).last_hidden_state
