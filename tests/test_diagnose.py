@@ -267,3 +267,15 @@ def test_cli_prints_one_line_and_traceback_with_verbose(tmp_path):
     assert "Traceback" not in plain.output
     verbose = runner.invoke(app, ["inspect", str(folder), "--trust-remote-code", "--static", "--verbose"])
     assert verbose.exit_code == 2 and "Traceback" in verbose.output
+
+
+def test_cli_new_arch_stops_with_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from scaffold.cli import app
+
+    folder = remote_folder(tmp_path, init="assert torch.cuda.is_available()")
+    result = CliRunner().invoke(app, ["new-arch", str(folder), "--trust-remote-code", "--dry-run"])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.startswith("error")]
+    assert len(lines) == 1 and lines[0].startswith("error [build]: ") and "requires CUDA" in lines[0]
