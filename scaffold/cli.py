@@ -226,3 +226,44 @@ def new_arch(
         console.print(f"AutoRound checkout {autoround}: {written} files written" if written else "checkout unchanged")
         if check and result.patch.pending:
             raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def survey(
+    types: Annotated[str, typer.Option("--types", help="Comma-separated model types, e.g. llama,bloom.")] = "",
+    all_causal_lm: Annotated[
+        bool, typer.Option("--all-causal-lm", help="Every model type transformers maps to a causal LM.")
+    ] = False,
+    jobs: Annotated[int, typer.Option("--jobs", help="Worker subprocesses run in parallel.")] = 1,
+    out: Annotated[Path, typer.Option("--out", help="Folder for results.jsonl, SURVEY.md, survey.html.")] = Path(
+        "generated/survey"
+    ),
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds per model type, all stages.")] = 600.0,
+    no_fix: Annotated[bool, typer.Option("--no-fix", help="Skip new-arch + verify on failing types.")] = False,
+) -> None:
+    """Survey stock AutoRound (and the scaffold's fix) on tiny instances of many model types."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from scaffold.survey import SurveyOptions, latest_rows, read_rows, run_survey, select_types, summarize
+    from scaffold.survey.render import write_outputs
+    from scaffold.survey.runner import RESULTS, current_versions, pending_types
+
+    chosen = select_types([name.strip() for name in types.split(",") if name.strip()], all_causal_lm)
+    options = SurveyOptions(out=out, jobs=jobs, timeout=timeout, fix=not no_fix)
+    versions = current_versions()
+    todo = pending_types(chosen, out / RESULTS, versions, options.fix)
+    if len(todo) < len(chosen):
+        console.print(f"resuming: {len(chosen) - len(todo)} of {len(chosen)} types already in {out / RESULTS}")
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("survey", total=len(todo))
+
+        def on_row(row) -> None:
+            progress.console.print(f"{row.model_type}: stock {row.stock}, after scaffold {row.after_scaffold}")
+            progress.advance(task)
+
+        run_survey(chosen, options, on_row=on_row)
+    rows = latest_rows(read_rows(out / RESULTS), versions)  # every type surveyed into --out with these versions
+    write_outputs(out, rows, versions)
+    console.print(summarize(rows).line(), highlight=False)

@@ -207,7 +207,7 @@ def cause_of(exc: BaseException, stage: str) -> str:
             if text:
                 return text
     lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}".strip() + _where_in_code(exc)
+    return f"{type(exc).__name__}: {lines[0][:300] if lines else ''}".strip() + _where_in_code(exc)
 
 
 def load_stage(exc: BaseException, default: str) -> str:

@@ -279,3 +279,15 @@ def test_cli_new_arch_stops_with_one_line(tmp_path):
     assert result.exit_code == 2
     lines = [line for line in result.output.splitlines() if line.startswith("error")]
     assert len(lines) == 1 and lines[0].startswith("error [build]: ") and "requires CUDA" in lines[0]
+
+
+def test_tiny_builder_reports_forward_failures_with_the_diagnosis(tmp_path):
+    from scaffold.resolve import resolve_target
+    from scaffold.tiny import ShrinkError, build_tiny
+
+    forward = "past_length = __import__('transformers').DynamicCache().get_usable_length(input_ids.shape[1], 0)"
+    target = resolve_target(str(remote_folder(tmp_path, forward=forward)), trust_remote_code=True)
+    with pytest.raises(ShrinkError) as info:
+        build_tiny(target.config, trust_remote_code=True)
+    assert {attempt.stage for attempt in info.value.attempts} == {"forward"}
+    assert "DynamicCache.get_usable_length" in info.value.message and "transformers<=4.53 has it" in info.value.message

@@ -91,3 +91,21 @@ def test_real_checkpoint_path_on_a_saved_checkpoint(tmp_path):
     )
     assert (result.packed_layers, result.packed_params) == (result.expected_layers, result.expected_params)
     assert result.packed_layers > 0 and result.reload_ok and result.finite
+
+
+@pytest.mark.slow
+def test_shared_tensor_adaptation_makes_autoround_quantize_it(tmp_path):
+    """tests/archs/shared_tensor crashes stock AutoRound; its generated plugin + test make it quantize as predicted."""
+    arch = REPO / "tests" / "archs" / "shared_tensor"
+    expected = json.loads((arch / "expected.json").read_text())
+    result = new_arch(resolve_target(str(arch), trust_remote_code=True), tmp_path / "out")
+    registered = {key for keys in result.plan.test_data["shared_cache_keys"].values() for key in keys}
+    assert registered == set(expected["shared_keys"])
+    verdict = tmp_path / "verdict.json"
+    env = {**os.environ, "SCAFFOLD_VERDICT": str(verdict)}
+    test = result.rendered.out / f"test_{result.report.model_type}.py"
+    command = [sys.executable, "-m", "pytest", str(test), "-q", "-p", "no:cacheprovider"]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stdout[-3000:]
+    data = json.loads(verdict.read_text())
+    assert data["adaptation"] == "plugin" and data["layers_quantized"] == data["layers_expected"] > 0

@@ -3,13 +3,15 @@
 Known failures live in tests/data/tiny_baseline.json (type -> reason): the tool's compatibility
 baseline. A type failing that is not in the baseline fails this test; baseline types that now pass
 are reported so the baseline can be trimmed. Regenerate the baseline with
-``python tests/test_tiny_coverage.py --write-baseline``.
+``python tests/test_tiny_coverage.py --write-baseline`` (add ``-v`` for per-type progress).
+Measured: 196 types in 155 s of CPU time (7 min wall on a loaded 2-core machine), transformers 5.24.
 """
 
 from __future__ import annotations
 
 import gc
 import json
+import os
 import signal
 import sys
 import time
@@ -24,9 +26,11 @@ MIN_PASS_RATE = 0.90
 
 
 def causal_lm_types() -> list[str]:
+    """Every causal-LM model type of this transformers, or those in ``$TINY_COVERAGE_TYPES`` (comma separated)."""
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-    return sorted(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
+    chosen = [t for t in os.environ.get("TINY_COVERAGE_TYPES", "").split(",") if t]
+    return sorted(t for t in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES if not chosen or t in chosen)
 
 
 class TypeTimeout(BaseException):
@@ -133,7 +137,8 @@ def test_causal_lm_coverage(capsys):
         if fixed:
             print(f"  now passing, remove from {BASELINE.name}: {fixed}")
     assert not regressions, f"types failing that are not in the baseline: {regressions}"
-    assert (len(types) - len(failures)) / len(types) >= MIN_PASS_RATE
+    if not os.environ.get("TINY_COVERAGE_TYPES"):
+        assert (len(types) - len(failures)) / len(types) >= MIN_PASS_RATE
 
 
 def main() -> None:

@@ -8,6 +8,10 @@ slices in ``_materialize_weights``, as in ``auto_round/modeling/fused_moe/step3_
 (concatenated / interleaved gate-up, gate first, transposed storage, bias, activation) comes from the
 probe's evidence; without a probed layout or a known call convention the class is a skeleton with
 ``TODO(scaffold)`` that raises until a human finishes it.
+
+Measured on auto-round 0.16.1 (tiny Mixtral, 2 blocks, 4 undecorated fused experts, W4A16 iters=2): stock
+packs 8 modules (attention only, block share 0.20); with the replacement 32 (share 0.996, the routers stay
+unquantized).
 """
 
 from __future__ import annotations

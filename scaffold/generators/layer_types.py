@@ -1,7 +1,9 @@
 """Custom layer types: convert exact-``F.linear`` projection classes to ``nn.Linear`` before quantization.
 
 Registering a class name in ``INNER_SUPPORTED_LAYER_TYPES`` makes auto-round 0.16 tune its layers, but
-the ``auto_round`` export still writes them as plain weights (measured: nothing packed). So the
+the ``auto_round`` export still writes them as plain weights (measured on 0.16.1, tiny Llama whose 14
+block projections are an exact custom class: 0 packed stock, 0 packed with the class registered,
+14 packed and block share 1.0 with the conversion). So the
 generated fix is a conversion run from ``_handle_special_model``: every layer of a class the probe
 proved to compute ``F.linear(x, weight, bias)`` is replaced by an ``nn.Linear`` holding the same
 weight objects under the same module name. ``INNER_SUPPORTED_LAYER_TYPES`` is not edited: after the

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from scaffold.build import instantiate, pick_auto_class
+from scaffold.diagnose import cause_of
 from scaffold.errors import ScaffoldError
 from scaffold.tiny.init import repair_uninitialised
 from scaffold.tiny.inputs import forward_parameters, make_inputs
@@ -40,7 +41,7 @@ class Attempt:
 
 class _AttemptFailed(Exception):
     def __init__(self, stage: str, exc: BaseException | str):
-        text = exc if isinstance(exc, str) else f"{type(exc).__name__}: {_first_line(exc)}"
+        text = exc if isinstance(exc, str) else cause_of(exc, stage)  # actionable for known load failures
         super().__init__(text)
         self.stage = stage
         self.text = text
@@ -61,11 +62,15 @@ def build_tiny(config: Any, *, trust_remote_code: bool = False, layers: int = 2,
     """A tiny random float32 CPU instance of ``config``'s architecture that forwards, or :class:`ShrinkError`."""
     if layers < 1:
         raise ScaffoldError(f"layers must be at least 1, got {layers}", "shrink")
-    tree = config.to_dict()
+    try:
+        tree = config.to_dict()
+    except Exception as exc:  # noqa: BLE001
+        raise ShrinkError(f"cannot read {type(config).__name__} as a dict: {_first_line(exc)}") from exc
     attempts: list[Attempt] = []
     for targets in strategies(layers):
         try:
-            return _attempt(config, tree, targets, trust_remote_code=trust_remote_code, seed=seed)
+            with torch.random.fork_rng(devices=[]):  # seeding for the init must not disturb the caller's RNG
+                return _attempt(config, tree, targets, trust_remote_code=trust_remote_code, seed=seed)
         except _AttemptFailed as failed:
             attempts.append(Attempt(targets.name, failed.stage, failed.text))
     best = max(attempts, key=lambda a: STAGES.index(a.stage))
@@ -177,8 +182,3 @@ def first_tensor(output: Any) -> torch.Tensor | None:
         return logits
     values = output.values() if isinstance(output, dict) else output if isinstance(output, (tuple, list)) else [output]
     return next((v for v in values if isinstance(v, torch.Tensor) and v.is_floating_point()), None)
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:300] if lines else ""

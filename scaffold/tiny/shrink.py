@@ -197,6 +197,7 @@ class Shrinker:
                 config[key] = new
                 self._record(path + key, value, new)
         self._shrink_offsets(path, config, periods)
+        self._choose_unset_defaults(path, config)
         for key in ROPE_KEYS:
             if isinstance(config.get(key), dict):
                 self._shrink_rope(f"{path}{key}.", config[key], frame)
@@ -290,6 +291,17 @@ class Shrinker:
             if new != value:
                 config[key] = new
                 self._record(path + key, value, new)
+
+    def _choose_unset_defaults(self, path: str, config: dict[str, Any]) -> None:
+        """``default_language=None`` beside ``languages=[...]``: forwards need a choice, so take the first."""
+        for key in list(config):
+            if not key.startswith("default_") or config[key] is not None:
+                continue
+            stem = key[len("default_") :]
+            options = next((config[k] for k in (stem + "s", stem) if isinstance(config.get(k), (list, tuple))), None)
+            if options:
+                config[key] = options[0]
+                self._record(path + key, None, options[0])
 
     def _unclassified(self, key: str, value: Any, frame: Frame) -> Any:
         """An int size named like a width that equals some frame's old hidden size follows that frame;

@@ -1,0 +1,122 @@
+"""Survey outputs: SURVEY.md (Markdown table), survey.html (sortable, plain JS, no network) and a summary line."""
+
+from __future__ import annotations
+
+import html
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from scaffold.survey.rows import SurveyRow
+
+COLUMNS = ("model type", "class", "tiny build", "stock", "share", "findings", "after scaffold", "seconds")
+
+
+@dataclass
+class Summary:
+    types: int
+    ok: int  # quantize fully with stock AutoRound
+    fixed: int  # fixed by new-arch with no hand edits (generated test passes)
+    human: int  # everything else, tiny-build failures included
+    reasons: dict[str, int] = field(default_factory=dict)  # why a human is needed -> rows
+
+    def line(self) -> str:
+        grouped = "; ".join(f"{reason}: {count}" for reason, count in self.reasons.items())
+        text = f"{self.types} types, {self.ok} ok out of the box, {self.fixed} fixed by scaffold with no hand edits, "
+        return text + f"{self.human} need a human" + (f" ({grouped})" if grouped else "")
+
+
+def summarize(rows: list[SurveyRow]) -> Summary:
+    outcomes = Counter(row.outcome for row in rows)
+    reasons = Counter(row.human_reason for row in rows if row.outcome in ("needs-human", "survey-failure"))
+    return Summary(
+        types=len(rows),
+        ok=outcomes["ok"],
+        fixed=outcomes["fixed"],
+        human=outcomes["needs-human"] + outcomes["survey-failure"],
+        reasons=dict(reasons.most_common()),
+    )
+
+
+def _cells(row: SurveyRow) -> list[str]:
+    stock = row.stock + (f" ({row.stock_detail})" if row.stock_detail else "")
+    after = row.after_scaffold + (f" ({row.after_detail})" if row.after_detail else "")
+    share = "" if row.stock_share is None else f"{row.stock_share:.1%}"
+    return [
+        row.model_type,
+        row.model_class,
+        row.tiny_build,
+        stock,
+        share,
+        ", ".join(row.findings),
+        after,
+        f"{row.seconds:.0f}",
+    ]
+
+
+def _md(text: str) -> str:
+    return " ".join(text.replace("|", "\\|").split())
+
+
+def markdown(rows: list[SurveyRow], versions: dict[str, str]) -> str:
+    stamp = ", ".join(f"{name} {value}" for name, value in versions.items())
+    lines = [
+        "# AutoRound compatibility survey",
+        "",
+        f"Versions: {stamp}.",
+        "",
+        f"**{summarize(rows).line()}**",
+        "",
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
+    ]
+    lines += ["| " + " | ".join(_md(cell) for cell in _cells(row)) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+_SORT_JS = """
+document.querySelectorAll("th").forEach((th, index) => th.addEventListener("click", () => {
+  const body = th.closest("table").tBodies[0];
+  const asc = th.dataset.asc !== "1";
+  th.dataset.asc = asc ? "1" : "0";
+  const key = (tr) => tr.cells[index].dataset.sort ?? tr.cells[index].textContent;
+  const rows = Array.from(body.rows).sort((a, b) => {
+    const x = key(a), y = key(b), nx = parseFloat(x), ny = parseFloat(y);
+    const cmp = !isNaN(nx) && !isNaN(ny) ? nx - ny : x.localeCompare(y);
+    return asc ? cmp : -cmp;
+  });
+  rows.forEach((tr) => body.appendChild(tr));
+}));
+"""
+
+_STYLE = (
+    "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+    "th{cursor:pointer;background:#eee}td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px}"
+    ".ok{background:#dfd}.fixed{background:#ffd}.needs-human,.survey-failure{background:#fdd}"
+)
+
+
+def html_page(rows: list[SurveyRow], versions: dict[str, str]) -> str:
+    stamp = html.escape(", ".join(f"{name} {value}" for name, value in versions.items()))
+    head = "".join(f"<th>{html.escape(name)}</th>" for name in COLUMNS)
+    body = []
+    for row in rows:
+        cells = _cells(row)
+        share = "" if row.stock_share is None else f' data-sort="{row.stock_share}"'
+        tds = [f"<td>{html.escape(cell)}</td>" for cell in cells]
+        tds[4] = f"<td{share}>{html.escape(cells[4])}</td>"
+        body.append(f'<tr class="{row.outcome}">' + "".join(tds) + "</tr>")
+    return (
+        "<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>AutoRound survey</title>"
+        f"<style>{_STYLE}</style></head><body>\n<h1>AutoRound compatibility survey</h1>\n"
+        f"<p>Versions: {stamp}</p>\n<p><b>{html.escape(summarize(rows).line())}</b></p>\n"
+        f"<table><thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(body) + "\n</tbody></table>\n"
+        f"<script>{_SORT_JS}</script></body></html>\n"
+    )
+
+
+def write_outputs(out: Path, rows: list[SurveyRow], versions: dict[str, str]) -> None:
+    """Write SURVEY.md and survey.html for ``rows`` into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "SURVEY.md").write_text(markdown(rows, versions), encoding="utf-8")
+    (out / "survey.html").write_text(html_page(rows, versions), encoding="utf-8")

@@ -1,0 +1,114 @@
+"""One survey row per model type, stored as JSON lines; rows are keyed by type and tool versions."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Stock statuses
+OK = "ok"
+CRASH = "crash"
+UNDER_QUANTIZED = "under-quantized"
+TIMEOUT = "timeout"
+WORKER_CRASH = "worker-crash"
+SKIPPED = "skipped"
+# After-scaffold statuses (OK, SKIPPED, TIMEOUT and WORKER_CRASH too)
+FAILED = "failed"
+NEEDS_HUMAN = "needs-human"
+
+# Below this share of block weight parameters packed, a stock run counts as under-quantized.
+FULL_SHARE = 0.99
+# The versions a row depends on; a re-run skips rows recorded under the same ones.
+VERSION_KEYS = ("transformers", "auto_round", "autoround_scaffold")
+
+
+@dataclass
+class SurveyRow:
+    """What the survey learned about one model type (see ``docs`` in ``scaffold/survey/__init__.py``)."""
+
+    model_type: str
+    model_class: str = ""
+    tiny_build: str = ""  # "ok", or the error text (the survey's own failure, not AutoRound's)
+    stock: str = SKIPPED  # ok | crash | under-quantized | timeout | worker-crash | skipped
+    stock_detail: str = ""  # "ExceptionClass: message" for a crash, the unquantized owners when under-quantized
+    stock_share: float | None = None  # packed share of the block weight parameters in the stock export
+    findings: list[str] = field(default_factory=list)  # non-ok inspect findings as "mode:severity"
+    after_scaffold: str = SKIPPED  # ok | failed | needs-human | timeout | worker-crash | skipped
+    after_detail: str = ""  # why it failed / what is left by hand
+    todos: int = 0  # TODO(scaffold) markers new-arch left for a human
+    seconds: float = 0.0
+    versions: dict[str, str] = field(default_factory=dict)
+    phase: str = "start"  # the stage the worker was in when the row was last written ("done" at the end)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SurveyRow:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in names})
+
+    @property
+    def version_key(self) -> tuple[str, ...]:
+        return version_key(self.versions)
+
+    @property
+    def outcome(self) -> str:
+        """The row's summary class: ok | fixed | needs-human | survey-failure."""
+        if self.tiny_build != OK:
+            return "survey-failure"
+        if self.stock == OK:
+            return "ok"
+        if self.after_scaffold == OK:
+            return "fixed"
+        return "needs-human"
+
+    @property
+    def human_reason(self) -> str:
+        """A short reason to group the rows that need a human by."""
+        if self.tiny_build != OK:
+            return f"tiny build: {self.tiny_build.split(':')[0] or 'failed'}"
+        if self.after_scaffold == NEEDS_HUMAN:
+            return "TODOs left by new-arch"
+        if self.after_scaffold == SKIPPED:
+            return f"stock {self.stock}, fix not run"
+        head = self.after_detail.split(":")[0] if self.after_detail else ""
+        return f"after-scaffold {self.after_scaffold}" + (f" ({head})" if head else "")
+
+
+def version_key(versions: dict[str, str]) -> tuple[str, ...]:
+    return tuple(versions.get(key, "") for key in VERSION_KEYS)
+
+
+def read_rows(path: Path) -> list[SurveyRow]:
+    """Every row in a results.jsonl (unreadable lines are skipped); empty when the file is absent."""
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            rows.append(SurveyRow.from_json(json.loads(line)))
+        except (ValueError, TypeError):
+            continue
+    return rows
+
+
+def append_row(path: Path, row: SurveyRow) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(row.to_json(), sort_keys=True) + "\n")
+
+
+def latest_rows(rows: list[SurveyRow], versions: dict[str, str] | None = None) -> list[SurveyRow]:
+    """The last row per model type (only rows for ``versions`` when given), sorted by model type."""
+    wanted = version_key(versions) if versions is not None else None
+    latest: dict[str, SurveyRow] = {}
+    for row in rows:
+        if wanted is None or row.version_key == wanted:
+            latest[row.model_type] = row
+    return [latest[name] for name in sorted(latest)]

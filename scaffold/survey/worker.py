@@ -1,0 +1,152 @@
+"""Survey one model type in this process (the runner starts it as ``python -m scaffold.survey.worker``).
+
+Stages: tiny build + inspect, stock AutoRound on the tiny instance, then (when the stock run crashed or
+under-quantized) ``new-arch`` into a temporary folder and its generated test. The row is rewritten to
+``row_path`` before each stage, so a runner that kills this process on timeout still knows how far it got.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from scaffold.survey import rows as R
+
+STOCK_GROUP_SIZE = 32  # the tiny instance's 64-wide layers quantize with groups of 32
+STOCK_SETTINGS = {"scheme": "W4A16", "iters": 1, "nsamples": 2, "seqlen": 32, "batch_size": 2}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:300] if text else ''}"
+
+
+def _write(row: R.SurveyRow, path: Path, phase: str) -> None:
+    row.phase = phase
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(row.to_json()), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def text_block_names(model: Any) -> tuple[list[list[str]], list[str]]:
+    """Blocks of the model's text stacks (found structurally, not by AutoRound) and AutoRound's ignore regexes."""
+    import re
+
+    from scaffold.coverage import block_stacks, predefined_ignore_layers
+
+    stacks = [stack for stack in block_stacks(model) if stack.modality == "text"] or block_stacks(model)
+    ignored = [rf"(^|\.){re.escape(name)}$" for name in predefined_ignore_layers(model)]
+    return [list(stack.blocks) for stack in stacks], ignored
+
+
+def run_stock(tiny: Any, out_dir: Path) -> tuple[str, str, float | None]:
+    """Stock AutoRound on a copy of the tiny model: (status, detail, packed block share)."""
+    import torch
+
+    from scaffold.quantize import block_coverage, count_packed, parameter_shapes, run_autoround
+    from scaffold.testkit import tokenizer_for
+    from scaffold.tiny.tokenizer import calibration_texts
+
+    torch.manual_seed(0)
+    model = copy.deepcopy(tiny.model)
+    shapes = parameter_shapes(model)
+    blocks, ignored = text_block_names(model)
+    run = run_autoround(
+        model,
+        tokenizer_for(tiny),
+        calibration_texts(),
+        out_dir,
+        group_size=STOCK_GROUP_SIZE,
+        raise_errors=False,
+        **STOCK_SETTINGS,
+    )
+    if not run.ok:
+        return R.CRASH, f"{run.error_type}: {(run.error or '').strip()[:300]}", None
+    try:
+        coverage = block_coverage(shapes, count_packed(out_dir), blocks, exclude=ignored)
+    except Exception as exc:  # noqa: BLE001 - an export that cannot be read is a crash of the stock run
+        return R.CRASH, f"export unreadable: {_first_line(exc)}", None
+    if coverage.share < R.FULL_SHARE:
+        left = ", ".join(coverage.unquantized[:4]) + (" ..." if len(coverage.unquantized) > 4 else "")
+        return R.UNDER_QUANTIZED, f"unpacked: {left}", round(coverage.share, 4)
+    return R.OK, "", round(coverage.share, 4)
+
+
+def run_fix(target: Any, out_dir: Path, deadline: float) -> tuple[str, str, int]:
+    """``new-arch`` into ``out_dir`` and its generated test: (status, detail, TODO count)."""
+    from scaffold.generate import new_arch
+    from scaffold.verify import run_generated_test
+
+    try:
+        result = new_arch(target, out_dir, force=True)
+    except Exception as exc:  # noqa: BLE001 - recorded in the row
+        return R.FAILED, f"new-arch: {_first_line(exc)}", 0
+    todos = len(result.rendered.todos)
+    if todos:
+        first = result.rendered.todos[0]
+        return R.NEEDS_HUMAN, f"{todos} TODO(scaffold), first {first.file}:{first.line} {first.text}"[:300], todos
+    left = max(10, int(deadline - time.monotonic()))
+    try:
+        verdict = run_generated_test(out_dir, timeout=left)
+    except Exception as exc:  # noqa: BLE001 - recorded in the row
+        return R.FAILED, f"verify: {_first_line(exc)}", 0
+    if verdict.passed:
+        return R.OK, "", 0
+    lines = [line for line in verdict.output_tail.splitlines() if "Error" in line or "assert" in line.lower()]
+    reason = (lines[-1] if lines else (verdict.output_tail.splitlines() or ["no output"])[-1]).strip()
+    return R.FAILED, f"generated test: {reason}"[:300], 0
+
+
+def survey_one(model_type: str, row_path: Path, *, fix: bool = True, timeout: float = 600.0) -> R.SurveyRow:
+    """Fill and return the row of ``model_type``, rewriting ``row_path`` as each stage starts."""
+    from scaffold.versions import stack_versions
+
+    start = time.monotonic()
+    deadline = start + timeout
+    row = R.SurveyRow(model_type=model_type, versions=stack_versions())
+    _write(row, row_path, "tiny_build")
+    try:
+        from scaffold.inspection import inspect_with_context
+        from scaffold.resolve import resolve_target
+
+        target = resolve_target(f"transformers:{model_type}")
+        report, ctx = inspect_with_context(target, group_size=STOCK_GROUP_SIZE, dynamic=True)
+        row.model_class = report.model_class
+        row.findings = [f"{f.mode.value}:{f.severity.value}" for f in report.problems]
+        tiny = ctx.tiny()
+    except Exception as exc:  # noqa: BLE001 - a tiny build failure is the survey's own failure
+        row.tiny_build = ctx._tiny_error if "ctx" in locals() and ctx._tiny_error else _first_line(exc)
+        row.seconds = round(time.monotonic() - start, 1)
+        _write(row, row_path, "done")
+        return row
+    row.tiny_build = R.OK
+    _write(row, row_path, "stock")
+    with tempfile.TemporaryDirectory(prefix=f"survey-{model_type}-") as tmp:
+        row.stock, row.stock_detail, row.stock_share = run_stock(tiny, Path(tmp) / "stock")
+        if fix and row.stock != R.OK:
+            _write(row, row_path, "after_scaffold")
+            row.after_scaffold, row.after_detail, row.todos = run_fix(target, Path(tmp) / "adaptation", deadline)
+    row.seconds = round(time.monotonic() - start, 1)
+    _write(row, row_path, "done")
+    return row
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("model_type")
+    parser.add_argument("row_path", type=Path)
+    parser.add_argument("--no-fix", action="store_true")
+    parser.add_argument("--timeout", type=float, default=600.0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    survey_one(args.model_type, args.row_path, fix=not args.no_fix, timeout=args.timeout)
+
+
+if __name__ == "__main__":
+    main()
