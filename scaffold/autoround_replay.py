@@ -253,10 +253,28 @@ def replay_on_tiny(ctx: InspectContext, extra_shared_keys: tuple[str, ...] = ())
     memo = f"autoround_replay:{','.join(keys)}"
     if memo not in ctx.probe_results:
         tiny = ctx.tiny()
-        groups = [list(group) for group in get_block_names(tiny.model) if group]
+        groups = replay_groups(tiny.model, ctx.notes)
         if groups:
             run = replay_first_blocks(tiny.model, groups, calibration_samples(tiny.inputs), keys)
         else:
             run = ReplayRun(shared_keys=keys, setup_error="AutoRound's get_block_names finds no blocks to replay")
         ctx.probe_results[memo] = run
     return ctx.probe_results[memo]
+
+
+def replay_groups(model: nn.Module, notes: list[str]) -> list[list[str]]:
+    """The block groups AutoRound will replay once adapted.
+
+    AutoRound's own ``get_block_names`` when it finds the decoder stacks; when it finds wrong ones (a decoy
+    ``ModuleList``) or misses one, the block_detection fix makes it use the stacks found in the module tree,
+    so those are the ones whose replay matters.
+    """
+    from scaffold.stacks import block_stacks
+
+    groups = [list(group) for group in get_block_names(model) if group]
+    intended = [stack.blocks for stack in block_stacks(model) if stack.modality == "text" and stack.blocks]
+    as_found = {tuple(group) for group in groups}
+    if intended and any(tuple(blocks) not in as_found for blocks in intended):
+        notes.append("block_replay: replaying the stacks found in the module tree, not AutoRound's own block list")
+        return intended
+    return groups

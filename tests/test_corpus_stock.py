@@ -112,5 +112,5 @@ def test_named_fix_gets_stock_autoround_past_the_symptom(
     assert reloaded.ok and reloaded.finite, reloaded.error
     assert reloaded.quantized_modules == len(packed.packed)
     if name == "draft_tower":
-        tower = block_coverage(run.original_params, packed, ["model.mtp_layers"])
+        tower = block_coverage(run.original_params, packed, ["model.draft_layers"])
         assert tower.share == 0.0  # the draft tower still needs a forward that runs it

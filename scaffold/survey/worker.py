@@ -19,7 +19,16 @@ from typing import Any
 from scaffold.survey import rows as R
 
 STOCK_GROUP_SIZE = 32  # the tiny instance's 64-wide layers quantize with groups of 32
-STOCK_SETTINGS = {"scheme": "W4A16", "iters": 1, "nsamples": 2, "seqlen": 32, "batch_size": 2}
+# Stock AutoRound, tiny calibration. torch.compile is off: AutoRound turns it on for MoE models even at
+# iters=1, and compiling on a CPU takes minutes without telling anything about the architecture.
+STOCK_SETTINGS = {
+    "scheme": "W4A16",
+    "iters": 1,
+    "nsamples": 2,
+    "seqlen": 32,
+    "batch_size": 2,
+    "enable_torch_compile": False,
+}
 
 
 def _first_line(exc: BaseException) -> str:

@@ -65,7 +65,7 @@ def build_tiny(config: Any, *, trust_remote_code: bool = False, layers: int = 2,
     try:
         tree = config.to_dict()
     except Exception as exc:  # noqa: BLE001
-        raise ShrinkError(f"cannot read {type(config).__name__} as a dict: {_first_line(exc)}") from exc
+        raise ShrinkError(f"cannot read {type(config).__name__} as a dict: {cause_of(exc, 'config')}") from exc
     attempts: list[Attempt] = []
     for targets in strategies(layers):
         try:

@@ -1,4 +1,4 @@
-"""Configuration of ScafMtp: a dense decoder with a multi-token-prediction draft tower."""
+"""Configuration of ScafMtp: a dense decoder with a speculative-decoding draft tower."""
 
 from transformers import PretrainedConfig
 
@@ -16,7 +16,7 @@ class ScafMtpConfig(PretrainedConfig):
         num_key_value_heads=2,
         max_position_embeddings=128,
         rope_theta=10000.0,
-        num_mtp_layers=1,
+        num_draft_layers=2,
         rms_norm_eps=1e-6,
         initializer_range=0.02,
         pad_token_id=1,
@@ -33,7 +33,7 @@ class ScafMtpConfig(PretrainedConfig):
         self.num_key_value_heads = num_key_value_heads
         self.max_position_embeddings = max_position_embeddings
         self.rope_theta = rope_theta
-        self.num_mtp_layers = num_mtp_layers
+        self.num_draft_layers = num_draft_layers
         self.rms_norm_eps = rms_norm_eps
         self.initializer_range = initializer_range
         super().__init__(

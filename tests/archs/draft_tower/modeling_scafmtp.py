@@ -1,4 +1,4 @@
-"""ScafMtp: a llama-style dense decoder with a multi-token-prediction draft tower (``model.mtp_layers``).
+"""ScafMtp: a llama-style dense decoder with a speculative-decoding draft tower (``model.draft_layers``).
 
 The draft tower is a second block stack that only ``ScafMtpModel.draft_hidden_states`` runs; the
 default forward never calls it, so calibration never reaches its blocks.
@@ -104,21 +104,6 @@ class ScafMtpDecoderLayer(nn.Module):
         return hidden_states + self.mlp(self.post_attention_layernorm(hidden_states))
 
 
-class ScafMtpDraftLayer(nn.Module):
-    """One multi-token-prediction step: fuse the last hidden state with the next token's embedding."""
-
-    def __init__(self, config):
-        super().__init__()
-        self.hnorm = ScafMtpRMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.enorm = ScafMtpRMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.eh_proj = nn.Linear(2 * config.hidden_size, config.hidden_size, bias=False)
-        self.block = ScafMtpDecoderLayer(config)
-
-    def forward(self, hidden_states, token_embeds, position_embeddings=None, attention_mask=None):
-        fused = self.eh_proj(torch.cat([self.hnorm(hidden_states), self.enorm(token_embeds)], dim=-1))
-        return self.block(fused, position_embeddings=position_embeddings, attention_mask=attention_mask)
-
-
 class ScafMtpPreTrainedModel(PreTrainedModel):
     config_class = ScafMtpConfig
     base_model_prefix = "model"
@@ -142,7 +127,10 @@ class ScafMtpModel(ScafMtpPreTrainedModel):
         self.layers = nn.ModuleList([ScafMtpDecoderLayer(config) for _ in range(config.num_hidden_layers)])
         self.norm = ScafMtpRMSNorm(config.hidden_size, config.rms_norm_eps)
         # Draft tower for speculative decoding: only ``draft_hidden_states`` runs it, never ``forward``.
-        self.mtp_layers = nn.ModuleList([ScafMtpDraftLayer(config) for _ in range(config.num_mtp_layers)])
+        self.draft_hnorm = ScafMtpRMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.draft_enorm = ScafMtpRMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.draft_proj = nn.Linear(2 * config.hidden_size, config.hidden_size, bias=False)
+        self.draft_layers = nn.ModuleList([ScafMtpDecoderLayer(config) for _ in range(config.num_draft_layers)])
         self.post_init()
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None, **kwargs):
@@ -166,9 +154,11 @@ class ScafMtpModel(ScafMtpPreTrainedModel):
         batch, seq, _ = last_hidden_state.shape
         position_ids = torch.arange(seq, device=last_hidden_state.device)[None].expand(batch, seq)
         position_embeddings, mask = self._positions(position_ids, None, last_hidden_state)
-        hidden_states = last_hidden_state
-        for layer in self.mtp_layers:
-            hidden_states = layer(hidden_states, self.embed_tokens(next_input_ids), position_embeddings, mask)
+        token_embeds = self.embed_tokens(next_input_ids)
+        fused = torch.cat([self.draft_hnorm(last_hidden_state), self.draft_enorm(token_embeds)], dim=-1)
+        hidden_states = self.draft_proj(fused)
+        for layer in self.draft_layers:
+            hidden_states = layer(hidden_states, position_embeddings=position_embeddings, attention_mask=mask)
         return self.norm(hidden_states)
 
 

@@ -137,7 +137,7 @@ class ScafHidModel(ScafHidPreTrainedModel):
         super().__init__(config)
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
         head_dim = config.hidden_size // config.num_attention_heads
-        # The decoy: a ModuleList of positional helpers (local and global rotary tables).
+        # The decoy: a ModuleList of positional helpers (default and long-context rotary tables).
         self.rotary_bank = nn.ModuleList(
             [ScafHidRotary(head_dim, config.local_rope_theta), ScafHidRotary(head_dim, config.rope_theta)]
         )
@@ -153,9 +153,10 @@ class ScafHidModel(ScafHidPreTrainedModel):
             position_ids = torch.arange(seq, device=hidden_states.device)[None].expand(batch, seq)
         tables = [rotary(position_ids, hidden_states.dtype) for rotary in self.rotary_bank]
         mask = causal_mask(attention_mask, batch, seq, hidden_states.dtype, hidden_states.device)
-        for index, layer in enumerate(self.layers.values()):
-            # even layers use the local table, odd layers the global one
-            hidden_states = layer(hidden_states, position_embeddings=tables[index % 2], attention_mask=mask)
+        # the second table is the long-context one, switched on by ``use_long_rope``
+        position_embeddings = tables[1 if getattr(self.config, "use_long_rope", False) else 0]
+        for layer in self.layers.values():
+            hidden_states = layer(hidden_states, position_embeddings=position_embeddings, attention_mask=mask)
         return BaseModelOutputWithPast(last_hidden_state=self.norm(hidden_states))
 
 
