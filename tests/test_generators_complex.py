@@ -469,6 +469,21 @@ def test_block_replay_other_causes(cause, inputs, rewrite, tmp_path):
     model.transformer.h[1].register_forward_pre_hook(lambda m, a, k: captured.update(k), with_kwargs=True)
     model(x)
     assert not set(block_replay.choose_fix(replay_finding(cause, inputs)).constant_keys) & set(captured)
+    # AutoRound replays a later block with only what it cached (the constants are not in it).
+    fresh = Toy()
+    fresh.load_state_dict(reference.state_dict())
+    run_branch(plan, namespace, fresh)
+    block_inputs = {"scale": torch.tensor(0.5), "layer_types": ["a", "b"]}
+    cached = {
+        k: v
+        for k, v in block_inputs.items()
+        if k not in block_replay.choose_fix(replay_finding(cause, inputs)).constant_keys
+    }
+    with torch.no_grad():
+        fresh.transformer.h[0](x, **block_inputs)  # the calibration forward, stopped after the first block
+        replayed = fresh.transformer.h[1](x, **cached)
+        expected = reference.transformer.h[1](x, **block_inputs)
+    assert (replayed - expected).abs().max().item() <= TOL
 
 
 def quantize_and_count(model: nn.Module, out_dir: Path, fresh_model: nn.Module):

@@ -98,16 +98,9 @@ def test_transformers_5_stops_at_the_import_stage_with_the_version_range():
     assert "transformers<5 has it" in info.value.message
 
 
-_MTP_MISSED = pytest.mark.xfail(
-    strict=True,
-    reason="block_detection does not flag an MTP layer appended to model.layers (only ignore_layers does, as "
-    "silently-skips-weights), while stock AutoRound crashes replaying it",
-)
-
-
 @pytest.mark.tf4
 @needs_tf4
-@pytest.mark.parametrize("name", [pytest.param(n, marks=_MTP_MISSED) if n == "tf4_mtp" else n for n in ARCH_NAMES])
+@pytest.mark.parametrize("name", ARCH_NAMES)
 def test_scaffold_inspect_finds_the_expected_modes(name):
     from scaffold.inspection import inspect_target
     from scaffold.resolve import resolve_target

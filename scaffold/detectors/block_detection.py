@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
+
+from torch import nn
+
 from scaffold import autoround_api
 from scaffold.context import InspectContext
 from scaffold.coverage import scan_model
@@ -13,6 +17,31 @@ def _stack_path(block_names: list[str]) -> str:
     return first.rsplit(".", 1)[0] if "." in first else ""
 
 
+def _required_inputs(module: nn.Module) -> tuple[str, ...]:
+    """Names of the forward parameters a caller must pass (no default, not *args/**kwargs)."""
+    try:
+        params = inspect.signature(module.forward).parameters.values()
+    except (TypeError, ValueError):
+        return ()
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return tuple(p.name for p in params if p.kind in kinds and p.default is inspect.Parameter.empty)
+
+
+def foreign_blocks(model: nn.Module, blocks: list[str]) -> list[dict]:
+    """Blocks of a mixed stack whose forward takes other inputs than the stack's first block.
+
+    AutoRound replays every block of a stack with the inputs cached for the first one, so a layer of
+    another signature (e.g. multi-token-prediction layers appended to ``model.layers``) breaks the replay.
+    """
+    modules = [(name, model.get_submodule(name)) for name in blocks]
+    reference = _required_inputs(modules[0][1])
+    return [
+        {"block": name, "class": type(module).__name__, "inputs": list(_required_inputs(module))}
+        for name, module in modules
+        if type(module) is not type(modules[0][1]) and _required_inputs(module) != reference
+    ]
+
+
 def detect(ctx: InspectContext) -> list[Finding]:
     blocks = [names for names in autoround_api.get_block_names(ctx.meta_model) if names]
     scan = scan_model(ctx.meta_model)
@@ -21,19 +50,27 @@ def detect(ctx: InspectContext) -> list[Finding]:
     expected_paths = {s.path for s in expected}
     missing = [s.path for s in expected if s.path not in returned]
     wrong = [path for path in returned if path not in expected_paths]
-    if not missing and not wrong and blocks:
+    foreign = {s.path: foreign_blocks(ctx.meta_model, s.blocks) for s in expected if "|" in s.block_class}
+    foreign = {path: found for path, found in foreign.items() if found}
+    if not missing and not wrong and not foreign and blocks:
         return []
     stacks = [
         {"path": s.path, "block_class": s.block_class, "count": s.count, "container": s.container} for s in expected
     ]
+    for stack in stacks:
+        if stack["path"] in foreign:
+            stack["exclude_classes"] = sorted({entry["class"] for entry in foreign[stack["path"]]})
     if not blocks:
         summary = "AutoRound's get_block_names finds no blocks: nothing would be quantized block-wise"
     elif missing and not set(returned) & expected_paths:
         summary = f"AutoRound picks {', '.join(wrong)} as blocks and misses the decoder stack {', '.join(missing)}"
     elif missing:
         summary = f"AutoRound misses block stack(s) {', '.join(missing)}"
-    else:
+    elif wrong:
         summary = f"AutoRound returns {', '.join(wrong)} as blocks, which are not decoder stacks"
+    else:
+        mixed = [f"{path} mixes in {', '.join(sorted({e['class'] for e in found}))}" for path, found in foreign.items()]
+        summary = f"AutoRound replays every block with the first block's inputs, but {'; '.join(mixed)} (other inputs)"
     return [
         Finding(
             mode=Mode.BLOCK_DETECTION,
@@ -42,6 +79,12 @@ def detect(ctx: InspectContext) -> list[Finding]:
             fix="register a SPECIAL_MULTIMODAL_BLOCK function that returns the stacks listed in evidence.stacks",
             modules=[s["path"] for s in stacks] + wrong,
             classes=sorted({s.block_class for s in expected}),
-            evidence={"autoround_blocks": blocks, "stacks": stacks, "missing": missing, "wrong": wrong},
+            evidence={
+                "autoround_blocks": blocks,
+                "stacks": stacks,
+                "missing": missing,
+                "wrong": wrong,
+                "foreign_blocks": [entry for found in foreign.values() for entry in found],
+            },
         )
     ]

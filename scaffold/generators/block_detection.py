@@ -26,8 +26,12 @@ def is_vision_stack(path: str) -> bool:
     return any(key in path.lower() for key in autoround_api.vision_mm_keys())
 
 
-def function_code(model_type: str, stack_paths: list[str]) -> str:
-    """Source of the block-name function for ``stack_paths`` (forward order)."""
+def function_code(model_type: str, stack_paths: list[str], exclude_classes: list[str] | None = None) -> str:
+    """Source of the block-name function for ``stack_paths`` (forward order).
+
+    ``exclude_classes``: block classes left out of every stack (layers of another signature, e.g. MTP
+    layers appended to the decoder stack); they stay in float through the ignore rule.
+    """
     name = function_name(model_type)
     lines = [
         f"def {name}(model, quant_vision=False):",
@@ -45,9 +49,21 @@ def function_code(model_type: str, stack_paths: list[str]) -> str:
         lines += ["    paths = ["]
         lines += py_list_lines([py_str(path) for path in stack_paths], 8)
         lines += ["    ]"]
-    lines.append(
-        '    return [[f"{path}.{name}" for name, _ in model.get_submodule(path).named_children()] for path in paths]'
-    )
+    if exclude_classes:
+        lines += ["    excluded = {" + ", ".join(py_str(name) for name in sorted(exclude_classes)) + "}"]
+        lines += [
+            "    return [",
+            "        [",
+            '            f"{path}.{name}"',
+            "            for name, block in model.get_submodule(path).named_children()",
+            "            if type(block).__name__ not in excluded",
+            "        ]",
+            "        for path in paths",
+            "    ]",
+        ]
+    else:
+        children = "model.get_submodule(path).named_children()"
+        lines.append(f'    return [[f"{{path}}.{{name}}" for name, _ in {children}] for path in paths]')
     return "\n".join(lines) + "\n"
 
 
@@ -63,7 +79,10 @@ def generate(finding: Finding, plan: Plan, ctx: InspectContext | None = None) ->
         )
         return
     name = function_name(plan.model_type)
-    code = function_code(plan.model_type, stacks)
+    excluded = sorted(
+        {name for stack in finding.evidence.get("stacks", []) for name in stack.get("exclude_classes", [])}
+    )
+    code = function_code(plan.model_type, stacks, excluded)
     plan.edits.append(TopLevelFunction(file=SPECIAL_MODEL_HANDLER, name=name, code=code, before=REGISTRY))
     plan.edits.append(DictEntry(file=SPECIAL_MODEL_HANDLER, registry=REGISTRY, key=plan.model_type, value=name))
     plan.test_data["block_stacks"] = [path for path in stacks if not is_vision_stack(path)]
