@@ -269,4 +269,9 @@ def test_autoround_calibrates_with_the_tiny_tokenizer(tmp_path):
         device_map="cpu",
     )
     autoround.quantize_and_save(str(tmp_path / "q"), format="auto_round")
-    assert any((tmp_path / "q").rglob("*.safetensors"))
+    from safetensors import safe_open
+
+    keys = [k for f in (tmp_path / "q").rglob("*.safetensors") for k in safe_open(str(f), "pt").keys()]
+    packed = {k for k in keys if k.endswith(".qweight")}
+    block_linears = [n for n, m in tiny.model.named_modules() if isinstance(m, nn.Linear) and ".layers." in n]
+    assert len(packed) == len(block_linears) == 14  # every block Linear has dims AutoRound can pack

@@ -27,7 +27,7 @@ VERSION_KEYS = ("transformers", "auto_round", "autoround_scaffold")
 
 @dataclass
 class SurveyRow:
-    """What the survey learned about one model type (see ``docs`` in ``scaffold/survey/__init__.py``)."""
+    """What the survey learned about one model type; ``phase`` says how far its worker got."""
 
     model_type: str
     model_class: str = ""
