@@ -290,7 +290,7 @@ def block_weights(
 
     ``model`` is the original (unquantized) model or its :func:`parameter_shapes`; ``block_names`` are block
     or stack prefixes (``"model.layers"`` covers every layer); owners matching an ``exclude`` regex (e.g.
-    ``r"\.gate$"`` for routers that must stay unquantized) are left out.
+    ``r"\\.gate$"`` for routers that must stay unquantized) are left out.
     """
     if isinstance(model, Mapping):
         shapes = {name: tuple(getattr(value, "shape", value)) for name, value in model.items()}
