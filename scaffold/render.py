@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -98,6 +99,19 @@ def _copy_template(folder: Path, answers: dict[str, Any], data: dict[str, Any]) 
         raise ScaffoldError(f"rendering {TEMPLATE_DIR.name} failed: {type(exc).__name__}: {exc}", "render") from exc
 
 
+def _relative_template_path(answers_file: Path, final: Path) -> None:
+    """Record the template relative to the output folder, so answers are the same on every machine.
+
+    ``copier recopy`` run from inside the output folder finds the template through it.
+    """
+    if answers_file.is_file():
+        relative = Path(os.path.relpath(TEMPLATE_DIR.resolve(), final)).as_posix()
+        text = answers_file.read_text(encoding="utf-8").replace(
+            f"_src_path: {TEMPLATE_DIR.resolve()}", f"_src_path: {relative}"
+        )
+        answers_file.write_text(text, encoding="utf-8")
+
+
 def _render_once(
     folder: Path, answers: dict[str, Any], data: dict[str, Any], extra: dict[str, str], use_ruff: bool
 ) -> None:
@@ -150,6 +164,7 @@ def render_folder(
             shutil.rmtree(folder)
             todo_rows = [dataclasses.asdict(t) for t in todos]
             _render_once(folder, answers, {**data, "report": {**report, "todos": todo_rows}}, extra, use_ruff)
+        _relative_template_path(folder / ".copier-answers.yml", out.resolve())
         files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
         if not dry_run:
             _move_into_place(folder, out.resolve(), staging)

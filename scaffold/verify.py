@@ -45,8 +45,8 @@ def run_generated_test(
     with tempfile.TemporaryDirectory() as tmp:
         verdict_file = Path(tmp) / "verdict.json"
         env["SCAFFOLD_VERDICT"] = str(verdict_file)
-        command = [sys.executable, "-m", "pytest", str(test), "-q", "-p", "no:cacheprovider"]
-        command += ["-m", "real", "--real"] if real else []
+        command = [sys.executable, "-m", "pytest", test.name, "-q", "-p", "no:cacheprovider"]
+        command += ["--real"] if real else []
         try:
             done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, cwd=test.parent)
         except subprocess.TimeoutExpired as exc:

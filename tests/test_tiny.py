@@ -256,6 +256,7 @@ def test_autoround_calibrates_with_the_tiny_tokenizer(tmp_path):
     from auto_round import AutoRound
 
     tiny = build_tiny(AutoConfig.for_model("llama"))
+    block_linears = [n for n, m in tiny.model.named_modules() if isinstance(m, nn.Linear) and ".layers." in n]
     tokenizer = make_tokenizer(tiny.config.vocab_size)
     autoround = AutoRound(
         tiny.model,
@@ -273,5 +274,4 @@ def test_autoround_calibrates_with_the_tiny_tokenizer(tmp_path):
 
     keys = [k for f in (tmp_path / "q").rglob("*.safetensors") for k in safe_open(str(f), "pt").keys()]
     packed = {k for k in keys if k.endswith(".qweight")}
-    block_linears = [n for n, m in tiny.model.named_modules() if isinstance(m, nn.Linear) and ".layers." in n]
     assert len(packed) == len(block_linears) == 14  # every block Linear has dims AutoRound can pack

@@ -18,7 +18,7 @@ from scaffold.autoround_replay import BATCH_SIZE, BlockReplay, replay_on_tiny
 from scaffold.context import InspectContext, ProbeUnavailable
 from scaffold.detectors.shared_cache_keys import shared_keys
 from scaffold.findings import Finding, Mode, Severity
-from scaffold.probes import describe, same_value, tensors_in
+from scaffold.probes import describe, record_block_calls, run_forward, same_value, tensors_in
 
 FIXES = {
     "alibi": "replay alibi per sample: register the block for prepare_special_model_block_inputs to rebuild "
@@ -95,8 +95,43 @@ def per_block_cause(replay: BlockReplay, first: BlockReplay) -> Cause:
     )
 
 
+def _scalar(value: Any) -> float | int | bool | None:
+    """A 0-d tensor or Python number as a plain Python scalar (None for anything else)."""
+    if isinstance(value, torch.Tensor) and value.dim() == 0:
+        return value.item()
+    if isinstance(value, (bool, int, float)):
+        return value
+    return None
+
+
+def per_block_values(ctx: InspectContext, stack: str, keys: list[str]) -> dict[str, list]:
+    """The scalar value each block of ``stack`` gets for ``keys`` in one real forward of the tiny model.
+
+    AutoRound replays every block with the inputs cached at the first one; these values say whether an input
+    is the same for every block (a constant) or differs per block (e.g. a layer index, ``[0, 1, 2]``).
+    Keys whose value is not a scalar in some block are left out.
+    """
+    if not keys:
+        return {}
+    tiny = ctx.tiny()
+    blocks = [f"{stack}.{name}" for name, _ in tiny.model.get_submodule(stack).named_children()]
+    with record_block_calls(tiny.model, blocks) as recorder, torch.no_grad():
+        run_forward(tiny.model, tiny.inputs)
+    values: dict[str, list] = {}
+    for key in keys:
+        found = [_scalar(recorder.calls[b][0].inputs.get(key)) if recorder.calls.get(b) else None for b in blocks]
+        if found and all(value is not None for value in found):
+            values[key] = found
+    return values
+
+
 def _finding(
-    replay: BlockReplay, stack: str, block_class: str, shared: tuple[str, ...], first: BlockReplay | None
+    replay: BlockReplay,
+    stack: str,
+    block_class: str,
+    shared: tuple[str, ...],
+    first: BlockReplay | None,
+    ctx: InspectContext | None = None,
 ) -> Finding:
     real_inputs = replay.real_call.inputs if replay.real_call else {}
     cause = per_block_cause(replay, first) if first else classify(real_inputs, replay.cached, shared)
@@ -113,6 +148,9 @@ def _finding(
         "batch_size": BATCH_SIZE,
         "replayed_with_inputs_of": replay.inputs_from,
     }
+    scalar_keys = [k for k in cause.inputs if _scalar(real_inputs.get(k)) is not None]
+    if ctx is not None and scalar_keys:
+        evidence["per_block_values"] = per_block_values(ctx, stack, scalar_keys)
     if replay.exception:
         evidence["exception"] = replay.exception
     if replay.max_abs_err is not None:
@@ -149,5 +187,6 @@ def detect(ctx: InspectContext) -> list[Finding]:
             continue
         stack = name.rsplit(".", 1)[0]
         first = run.blocks.get(replay.inputs_from) if replay.inputs_from else None
-        findings.append(_finding(replay, stack, type(model.get_submodule(name)).__name__, run.shared_keys, first))
+        block_class = type(model.get_submodule(name)).__name__
+        findings.append(_finding(replay, stack, block_class, run.shared_keys, first, ctx))
     return findings
