@@ -278,3 +278,20 @@ def replay_groups(model: nn.Module, notes: list[str]) -> list[list[str]]:
         notes.append("block_replay: replaying the stacks found in the module tree, not AutoRound's own block list")
         return intended
     return groups
+
+
+def replay_outcomes(model: nn.Module, inputs: dict[str, Any]) -> dict[str, str]:
+    """{block: outcome} of AutoRound's replay of the first two blocks of each stack of a tiny ``model``.
+
+    ``inputs`` is a forward-ready batch (``TinyModel.inputs``).
+
+    For checking an adaptation: import its plugin (or a patched checkout) first, so ``AutoRound(...)`` applies
+    it; every outcome then starts with ``matches`` when the replay reproduces the real forward.
+    """
+    groups = replay_groups(model, [])
+    if not groups:
+        return {}
+    run = replay_first_blocks(model, groups, calibration_samples(inputs))
+    if run.setup_error:
+        return {"<setup>": run.setup_error}
+    return {name: replay.outcome() for name, replay in run.blocks.items()}

@@ -14,6 +14,7 @@ from scaffold.survey import SurveyOptions, SurveyRow, read_rows, select_types, s
 from scaffold.survey import rows as R
 from scaffold.survey.render import html_page, markdown
 from scaffold.survey.runner import pending_types, run_worker
+from scaffold.survey.worker import failure_reason
 
 VERSIONS = {"transformers": "5.24.0", "auto_round": "0.16.1", "autoround_scaffold": "0.1.0"}
 
@@ -31,13 +32,10 @@ def test_summary_classifies_rows_honestly():
         SurveyRow(model_type="e", tiny_build="ShrinkError: no strategy", versions=dict(VERSIONS), phase="done"),
     ]
     summary = summarize(rows)
-    assert (summary.types, summary.ok, summary.fixed, summary.human) == (5, 1, 1, 3)
-    assert summary.reasons == {
-        "TODOs left by new-arch": 1,
-        "after-scaffold failed (generated test)": 1,
-        "tiny build: ShrinkError": 1,
-    }
-    assert summary.line().startswith("5 types, 1 ok out of the box, 1 fixed by scaffold with no hand edits, 3 need")
+    assert (summary.types, summary.ok, summary.fixed, summary.human, summary.survey_failures) == (5, 1, 1, 2, 1)
+    assert summary.reasons == {"TODOs left by new-arch": 1, "after-scaffold failed (generated test)": 1}
+    assert summary.line().startswith("5 types, 1 ok out of the box, 1 fixed by scaffold with no hand edits, 2 need")
+    assert summary.line().endswith("1 not surveyed (tiny build failed: the survey's own failure)")
 
 
 def test_markdown_and_html_tables():
@@ -58,6 +56,13 @@ def test_pending_types_skips_done_rows_of_the_same_versions(tmp_path):
     R.append_row(results, other)
     assert pending_types(["a", "b", "c"], results, VERSIONS) == ["c"]
     assert pending_types(["a", "b", "c"], results, VERSIONS, fix=True) == ["b", "c"]
+
+
+def test_failure_reason_prefers_the_failed_summary():
+    tail = "E   assert 0.5 >= 0.99\nFAILED test_x.py::test_quantize - assert 0.5 >= 0.99\n1 failed, 2 passed in 3.0s"
+    assert failure_reason(tail) == "FAILED test_x.py::test_quantize - assert 0.5 >= 0.99"
+    assert failure_reason("E   KeyError: 'x'\n1 failed") == "E   KeyError: 'x'"
+    assert failure_reason("") == "no output"
 
 
 def test_select_types_rejects_unknown_and_empty():

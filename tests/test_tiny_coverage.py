@@ -23,16 +23,21 @@ import pytest
 DATA = Path(__file__).parent / "data"
 
 
-def _baseline_path() -> Path:
-    """One baseline per transformers major version: the set of types and their defaults differ."""
+def transformers_version() -> str:
     import transformers
 
-    major = int(transformers.__version__.split(".")[0])
+    return transformers.__version__
+
+
+def _baseline_path() -> Path:
+    """One baseline per transformers major version: the set of types and their defaults differ."""
+    major = int(transformers_version().split(".")[0])
     return DATA / ("tiny_baseline.json" if major >= 5 else f"tiny_baseline_tf{major}.json")
 
 
 BASELINE = _baseline_path()
 PER_TYPE_SECONDS = 60
+DEFAULT_CONFIG_BROKEN = "transformers' default config"
 MIN_PASS_RATE = 0.90
 
 
@@ -75,7 +80,7 @@ def try_type(model_type: str) -> str | None:
     try:
         config = AutoConfig.for_model(model_type)
     except Exception as exc:  # noqa: BLE001
-        return f"transformers' default config is invalid: {_one_line(exc)}"
+        return f"{DEFAULT_CONFIG_BROKEN} is invalid: {_one_line(exc)}"
     try:
         with time_guard(PER_TYPE_SECONDS):
             tiny = build_tiny(config)
@@ -85,7 +90,7 @@ def try_type(model_type: str) -> str | None:
     except Exception as exc:  # noqa: BLE001 - the reason is the result
         full_size = _full_size_build_error(config)
         if full_size:
-            return f"transformers' default config does not build even at full size: {full_size}"
+            return f"{DEFAULT_CONFIG_BROKEN} does not build even at full size: {full_size}"
         return _one_line(exc)
     finally:
         gc.collect()
@@ -148,7 +153,12 @@ def test_causal_lm_coverage(capsys):
         if fixed:
             print(f"  now passing, remove from {BASELINE.name}: {fixed}")
     assert not regressions, f"types failing that are not in the baseline: {regressions}"
-    if not os.environ.get("TINY_COVERAGE_TYPES"):
+    if os.environ.get("TINY_COVERAGE_TYPES"):
+        return
+    # Types whose transformers default config is itself broken say nothing about the shrinker.
+    buildable = [t for t in types if not failures.get(t, "").startswith(DEFAULT_CONFIG_BROKEN)]
+    assert sum(t not in failures for t in buildable) / len(buildable) >= MIN_PASS_RATE
+    if int(transformers_version().split(".")[0]) >= 5:
         assert (len(types) - len(failures)) / len(types) >= MIN_PASS_RATE
 
 
@@ -161,10 +171,8 @@ def main() -> None:
     for model_type, reason in sorted(failures.items()):
         print(f"FAIL {model_type}: {reason}")
     if "--write-baseline" in sys.argv:
-        import transformers
-
         data = {
-            "transformers": transformers.__version__,
+            "transformers": transformers_version(),
             "types": len(types),
             "failures": dict(sorted(failures.items())),
         }

@@ -9,7 +9,7 @@ lists of state, integer masks, and inputs that differ per block (per-layer masks
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -30,6 +30,9 @@ FIXES = {
     "int_mask": "convert the integer mask to bool before the blocks (or declare it shared if it is per model)",
     "per_block_input": "AutoRound replays every block with the first block's cached inputs: register the block for "
     "prepare_special_model_block_inputs to rebuild the per-layer inputs (masks, rotary tables) from the layer index",
+    "previous_block_output": "AutoRound replays each block alone, so an input the model loop takes from the previous "
+    "block's output (e.g. keys/values shared across layers) is missing: carry that output element over from the "
+    "previous block's replay to the block (matched per sample by its hidden-states input)",
     "unknown": "compare the cached inputs in the evidence with the real ones and declare the broken key shared "
     "or rebuild it in prepare_special_model_block_inputs",
 }
@@ -40,6 +43,14 @@ class Cause:
     tag: str
     inputs: list[str]
     detail: str
+    carried: dict[str, int] = field(default_factory=dict)  # previous_block_output: key -> output element index
+
+
+def _follows(block: str, previous: str) -> bool:
+    """Whether ``block`` is the block right after ``previous`` in the same stack (``....3`` after ``....2``)."""
+    stack, _, index = block.rpartition(".")
+    before, _, other = previous.rpartition(".")
+    return stack == before and index.isdigit() and other.isdigit() and int(index) == int(other) + 1
 
 
 def _alibi_detail(real: torch.Tensor, cached: str) -> str:
@@ -80,13 +91,48 @@ def classify(real_inputs: dict[str, Any], cached: dict[str, str], shared: tuple[
     return Cause("unknown", [], "no input of a known troublesome kind; see cached vs inputs")
 
 
+def output_elements(output: Any) -> list[Any]:
+    """A block output as a list of its elements (a tuple's items, a ModelOutput's values, or the one tensor)."""
+    if isinstance(output, dict):
+        return list(output.values())
+    if isinstance(output, (tuple, list)):
+        return list(output)
+    return [output]
+
+
+def carried_outputs(keys: list[str], inputs: dict[str, Any], previous_output: Any) -> dict[str, int]:
+    """{key: index of the previous block's output element the real forward passes as ``key``} (all keys or {})."""
+    elements = output_elements(previous_output)
+    found: dict[str, int] = {}
+    for key in keys:
+        index = next((i for i, e in enumerate(elements) if i and tensors_in(e) and same_value(inputs[key], e)), None)
+        if index is None:
+            return {}
+        found[key] = index
+    return found
+
+
 def per_block_cause(replay: BlockReplay, first: BlockReplay) -> Cause:
-    """Inputs the real forward gives ``replay.block`` that differ from what the first block got."""
+    """Inputs the real forward gives ``replay.block`` that differ from what the first block got.
+
+    When every such input is an element of the previous block's output (``replay.inputs_from`` is the block
+    just before), the cause is ``previous_block_output`` and ``Cause.carried`` says which element.
+    """
     mine = replay.real_call.inputs if replay.real_call else {}
     theirs = first.real_call.inputs if first.real_call else {}
     hidden = replay.real_call.hidden_name if replay.real_call else None
     differ = [k for k in mine if k != hidden and k in theirs and not same_value(mine[k], theirs[k])]
     differ += [k for k in mine if k != hidden and k not in theirs]
+    carried = carried_outputs(differ, mine, first.real_call.output) if differ and first.real_call else {}
+    if carried and _follows(replay.block, first.block):
+        where = ", ".join(f"{key} = output[{index}]" for key, index in carried.items())
+        return Cause(
+            "previous_block_output",
+            differ,
+            f"the model loop hands {replay.block} an element of {first.block}'s output ({where}); AutoRound "
+            f"replays each block alone with the inputs cached at {first.block}, where it was not set",
+            carried,
+        )
     return Cause(
         "per_block_input",
         differ,
@@ -148,6 +194,8 @@ def _finding(
         "batch_size": BATCH_SIZE,
         "replayed_with_inputs_of": replay.inputs_from,
     }
+    if cause.carried:
+        evidence["carried_from_previous"] = cause.carried
     scalar_keys = [k for k in cause.inputs if _scalar(real_inputs.get(k)) is not None]
     if ctx is not None and scalar_keys:
         evidence["per_block_values"] = per_block_values(ctx, stack, scalar_keys)

@@ -9,7 +9,11 @@ AutoRound caches the first block's inputs from a calibration forward and replays
   must match the existing size (4)``). The fix drops the bias from what AutoRound caches (a forward
   pre-hook on each block) and rebuilds it inside the block from its mask and hidden states.
 - ``zero_dim_tensor`` / ``python_list``: inputs that are the same for every sample are kept out of the
-  cache the same way and handed back to the block unchanged.
+  cache the same way and handed back to the block unchanged. The detector records the value every block of
+  the stack gets in a real forward (``per_block_values``): the same for every block -> handed back as is;
+  the block's position plus an offset (a layer index) -> each block rebuilds its own; anything else -> skeleton.
+- ``previous_block_output`` (e.g. keys/values shared across layers): forward hooks carry the named elements
+  of each block's output over to the next block, matched per sample by its hidden-states input.
 - anything else (``int_mask``, unknown causes): a ``TODO(scaffold)`` skeleton that raises.
 
 The fix is data for ``_handle_special_model``: TopLevelFunctions plus a HandlerBranch calling
@@ -20,7 +24,7 @@ from __future__ import annotations
 
 import ast
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from scaffold.context import InspectContext
@@ -30,6 +34,7 @@ from scaffold.generators.code_templates import TODO, render_code
 from scaffold.plan import SPECIAL_MODEL_HANDLER, HandlerBranch, Plan, PlanItem, TopLevelFunction
 
 HANDLER_FUNCTION = "_handle_special_model"
+CARRY_MAX_ROWS = 1024  # per-sample output rows a carry fix keeps per block (bounds memory outside calibration)
 CONSTANT_CAUSES = {"zero_dim_tensor": "zero-dim tensor", "python_list": "Python list"}
 
 
@@ -61,12 +66,14 @@ def _one_line(text: str, limit: int = 80) -> str:
 class ReplayFix:
     """Which rewrite a finding gets and what it needs."""
 
-    rewrite: str  # alibi | constant | skeleton
+    rewrite: str  # alibi | constant | carry | skeleton
     stack: str
     cause: str
     alibi_key: str = "alibi"
     alibi_layout: str = "flat"
     constant_keys: tuple[str, ...] = ()
+    index_keys: dict[str, int | float] = field(default_factory=dict)  # key -> offset: block i gets offset + i
+    carried: dict[str, int] = field(default_factory=dict)  # key -> index of the previous block's output element
     reason: str = ""
 
 
@@ -90,10 +97,35 @@ def choose_fix(finding: Finding) -> ReplayFix:
             found = [name for name, kind in inputs.items() if kind.type.lower() in ("list", "tuple")]
         keys = named or found
         if keys:
-            return ReplayFix("constant", stack, cause, constant_keys=tuple(keys))
+            return _constant_or_index_fix(stack, cause, keys, evidence.get("per_block_values") or {})
         return ReplayFix("skeleton", stack, cause, reason=f"the probe named no {CONSTANT_CAUSES[cause]} input")
+    carried = evidence.get("carried_from_previous") or {}
+    if cause == "previous_block_output" and carried:
+        return ReplayFix("carry", stack, cause, carried={str(k): int(v) for k, v in carried.items()})
     detail = evidence.get("cause_detail") or f"no generic rewrite for cause {cause!r}"
     return ReplayFix("skeleton", stack, cause, constant_keys=tuple(named), reason=_one_line(detail, 200))
+
+
+def block_offset(values: list) -> int | float | None:
+    """``values[0]`` when block ``i`` of the stack gets ``values[0] + i`` (a layer index), else None."""
+    if not values or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
+        return None
+    return values[0] if all(value == values[0] + i for i, value in enumerate(values)) else None
+
+
+def _constant_or_index_fix(stack: str, cause: str, keys: list[str], per_block: dict[str, list]) -> ReplayFix:
+    """Split ``keys`` into inputs the same for every block and per-block indices; skeleton for anything else."""
+    constant, index = [], {}
+    for key in keys:
+        values = per_block.get(key)
+        if values is None or len(set(map(repr, values))) == 1:
+            constant.append(key)
+        elif cause == "zero_dim_tensor" and block_offset(values) is not None:
+            index[key] = block_offset(values)
+        else:
+            reason = f"{key} differs per block of `{stack}` ({values[:6]}) with no rule scaffold can derive"
+            return ReplayFix("skeleton", stack, cause, constant_keys=tuple(keys), reason=reason)
+    return ReplayFix("constant", stack, cause, constant_keys=tuple(constant), index_keys=index)
 
 
 def covered_by(fix: ReplayFix, done: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -111,6 +143,17 @@ def covered_by(fix: ReplayFix, done: list[dict[str, Any]]) -> dict[str, Any] | N
     return None
 
 
+def _constant_note(fix: ReplayFix) -> list[str]:
+    """What the constant rewrite does with each kind of input, for its docstring."""
+    parts = []
+    if fix.constant_keys:
+        parts.append(f"{', '.join(fix.constant_keys)}: the same for every sample and block, handed back as seen")
+    if fix.index_keys:
+        rebuilt = ", ".join(f"{key} = {offset} + i" for key, offset in fix.index_keys.items())
+        parts.append(f"block i of the stack rebuilds its own {rebuilt} (a per-block index)")
+    return parts
+
+
 def render_fix(fix: ReplayFix, prefix: str, exception: str) -> str:
     return render_code(
         "block_replay.py.jinja",
@@ -121,6 +164,10 @@ def render_fix(fix: ReplayFix, prefix: str, exception: str) -> str:
         alibi_key=fix.alibi_key,
         alibi_layout=fix.alibi_layout,
         constant_keys=list(fix.constant_keys),
+        index_keys=dict(fix.index_keys),
+        carried=dict(fix.carried),
+        constant_note=_constant_note(fix),
+        max_rows=CARRY_MAX_ROWS,
         exception=_one_line(exception),
         todo=TODO,
     )
@@ -157,7 +204,7 @@ def generate(finding: Finding, plan: Plan, ctx: InspectContext | None = None) ->
             file=SPECIAL_MODEL_HANDLER, function=HANDLER_FUNCTION, model_type=plan.model_type, body=f"{entry}(model)"
         )
     )
-    inputs = [fix.alibi_key] if fix.rewrite == "alibi" else list(fix.constant_keys)
+    inputs = [fix.alibi_key] if fix.rewrite == "alibi" else [*fix.constant_keys, *fix.index_keys, *fix.carried]
     done.append(
         {
             "stack": fix.stack,
@@ -168,12 +215,23 @@ def generate(finding: Finding, plan: Plan, ctx: InspectContext | None = None) ->
             "skeleton": fix.rewrite == "skeleton",
         }
     )
-    what = {"alibi": "rebuilds ALiBi inside each block", "constant": f"passes {', '.join(inputs)} uncached"}
+    if fix.carried:
+        done[-1]["carried"] = dict(fix.carried)
+    if fix.index_keys:
+        done[-1]["per_block"] = dict(fix.index_keys)
+    what = {
+        "alibi": "rebuilds ALiBi inside each block",
+        "constant": f"passes {', '.join(inputs)} uncached",
+        "carry": f"carries {', '.join(inputs)} from each block's output to the next block",
+    }
     generated = [f"`{f.name}` in {SPECIAL_MODEL_HANDLER}" for f in functions]
     generated.append(f'`if model_type == "{plan.model_type}": {entry}(model)` in `{HANDLER_FUNCTION}`')
     if fix.rewrite in what:
         generated.append(f"the patch {what[fix.rewrite]} of `{fix.stack}`")
-    if fix.rewrite == "constant":
+    if fix.index_keys:
+        rebuilt = ", ".join(f"{key} = {offset} + i" for key, offset in fix.index_keys.items())
+        generated.append(f"block i of `{fix.stack}` rebuilds its own {rebuilt} (measured per block on the tiny model)")
+    if fix.rewrite == "constant" and fix.constant_keys:
         generated.append("assumes those inputs are the same for every calibration sample (checked by the test)")
     todos = [f"{TODO} in `{entry}`: {fix.reason}"] if fix.rewrite == "skeleton" else []
     plan.items.append(PlanItem(mode=finding.mode.value, summary=finding.summary, generated=generated, todos=todos))

@@ -17,23 +17,28 @@ class Summary:
     types: int
     ok: int  # quantize fully with stock AutoRound
     fixed: int  # fixed by new-arch with no hand edits (generated test passes)
-    human: int  # everything else, tiny-build failures included
+    human: int  # AutoRound fails or under-quantizes and the scaffold did not fix it alone
+    survey_failures: int = 0  # no tiny instance: the survey's own failure, not AutoRound's
     reasons: dict[str, int] = field(default_factory=dict)  # why a human is needed -> rows
 
     def line(self) -> str:
         grouped = "; ".join(f"{reason}: {count}" for reason, count in self.reasons.items())
         text = f"{self.types} types, {self.ok} ok out of the box, {self.fixed} fixed by scaffold with no hand edits, "
-        return text + f"{self.human} need a human" + (f" ({grouped})" if grouped else "")
+        text += f"{self.human} need a human" + (f" ({grouped})" if grouped else "")
+        if self.survey_failures:
+            text += f"; {self.survey_failures} not surveyed (tiny build failed: the survey's own failure)"
+        return text
 
 
 def summarize(rows: list[SurveyRow]) -> Summary:
     outcomes = Counter(row.outcome for row in rows)
-    reasons = Counter(row.human_reason for row in rows if row.outcome in ("needs-human", "survey-failure"))
+    reasons = Counter(row.human_reason for row in rows if row.outcome == "needs-human")
     return Summary(
         types=len(rows),
         ok=outcomes["ok"],
         fixed=outcomes["fixed"],
-        human=outcomes["needs-human"] + outcomes["survey-failure"],
+        human=outcomes["needs-human"],
+        survey_failures=outcomes["survey-failure"],
         reasons=dict(reasons.most_common()),
     )
 

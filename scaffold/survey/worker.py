@@ -107,9 +107,17 @@ def run_fix(target: Any, out_dir: Path, deadline: float) -> tuple[str, str, int]
         return R.FAILED, f"verify: {_first_line(exc)}", 0
     if verdict.passed:
         return R.OK, "", 0
-    lines = [line for line in verdict.output_tail.splitlines() if "Error" in line or "assert" in line.lower()]
-    reason = (lines[-1] if lines else (verdict.output_tail.splitlines() or ["no output"])[-1]).strip()
-    return R.FAILED, f"generated test: {reason}"[:300], 0
+    return R.FAILED, f"generated test: {failure_reason(verdict.output_tail)}"[:300], 0
+
+
+def failure_reason(output: str) -> str:
+    """The most telling line of a failed pytest run: its ``FAILED`` summary, an ``E`` line, or the last line."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    for prefix in ("FAILED ", "ERROR ", "E "):
+        found = [line for line in lines if line.startswith(prefix)]
+        if found:
+            return found[0]
+    return lines[-1] if lines else "no output"
 
 
 def survey_one(model_type: str, row_path: Path, *, fix: bool = True, timeout: float = 600.0) -> R.SurveyRow:

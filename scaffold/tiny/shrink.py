@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ DROPPED_KEYS = ("quantization_config",)
 HIDDEN_PREFERENCE = ("hidden_size", "d_model", "n_embd", "n_embed", "embed_dim", "dim", "model_dim")
 HEADS_PREFERENCE = ("num_attention_heads", "n_head", "n_heads", "num_heads", "num_query_heads")
 LAYERS_PREFERENCE = ("num_hidden_layers", "n_layer", "n_layers", "num_layers", "decoder_layers", "encoder_layers")
+CUDA_ONLY_SWITCH = re.compile(r"^use_(\w+_)?(kernels?|flash_attn\w*|triton\w*|fused\w*)$")
 # AutoRound leaves a Linear unquantized unless both its dims are multiples of 32.
 WIDTH_MULTIPLE = 32
 
@@ -198,6 +200,10 @@ class Shrinker:
                 self._record(path + key, value, new)
         self._shrink_offsets(path, config, periods)
         self._choose_unset_defaults(path, config)
+        for key in list(config):
+            if config[key] is True and CUDA_ONLY_SWITCH.match(key):
+                config[key] = False  # the tiny model runs on CPU: fused CUDA kernels refuse to run there
+                self._record(path + key, True, False)
         for key in ROPE_KEYS:
             if isinstance(config.get(key), dict):
                 self._shrink_rope(f"{path}{key}.", config[key], frame)
