@@ -113,6 +113,24 @@ def test_schedules_and_index_lists_follow_the_layer_count():
     assert all(0 <= i < 2 for i in new["mlp_only_layers"])
 
 
+def test_cpu_switches_defaults_and_cross_frame_sizes():
+    tree = {
+        "hidden_size": 1024,
+        "num_attention_heads": 16,
+        "use_mamba_kernels": True,
+        "default_language": None,
+        "languages": ["en_XX", "de_DE"],
+        "hidden_size_global": 2048,
+        "encoder_hash_byte_group_vocab": 500002,
+        "global_config": {"model_type": "g", "hidden_size": 2048, "num_attention_heads": 16},
+    }
+    new, changes = shrink_config_dict(tree, CAREFUL)
+    assert new["use_mamba_kernels"] is False and changes["use_mamba_kernels"] == [True, False]
+    assert new["default_language"] == "en_XX"
+    assert new["hidden_size_global"] == new["global_config"]["hidden_size"] == 64  # follows the other frame
+    assert new["encoder_hash_byte_group_vocab"] == 512
+
+
 def test_layer_plan_keeps_distinct_layer_kinds():
     config = {"layer_types": ["sliding"] * 5 + ["full"] + ["sliding"] * 5 + ["full"]}
     plan = plan_layers(config, 12, 2)
