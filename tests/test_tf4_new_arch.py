@@ -156,6 +156,24 @@ tiny = build_tiny_target(sys.argv[3], True)
 print(json.dumps(replay_outcomes(tiny.model, tiny.inputs)))
 """
 
+SHIPPED_CHECK = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+__import__(sys.argv[2])
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM
+from scaffold.quantize import count_packed, run_autoround
+from scaffold.tiny.tokenizer import calibration_texts, make_tokenizer
+config = AutoConfig.from_pretrained(sys.argv[3], trust_remote_code=True)
+torch.manual_seed(0)
+model = AutoModelForCausalLM.from_config(config, trust_remote_code=True).eval()
+specials = {"unk_token": 0, "pad_token": 1, "bos_token": 2, "eos_token": 3}
+tokenizer = make_tokenizer(512, ("input_ids", "attention_mask"), special_ids=specials)
+run = run_autoround(model, tokenizer, calibration_texts(4), sys.argv[4], raise_errors=False)
+packed = count_packed(sys.argv[4]).packed_modules if run.ok else 0
+print(json.dumps({"ok": run.ok, "error": run.error_line, "warnings": run.warnings, "packed": packed}))
+"""
+
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
@@ -208,3 +226,25 @@ def test_adapted_replay_of_every_first_block_matches_the_real_forward(name, gene
     assert done.returncode == 0, done.stderr[-2000:]
     outcomes = json.loads(done.stdout.strip().splitlines()[-1])
     assert len(outcomes) >= 2 and all(o.startswith("matches") for o in outcomes.values()), outcomes
+
+
+@pytest.mark.tf4
+@pytest.mark.slow
+@needs_tf4
+@pytest.mark.parametrize("name", ARCH_NAMES)
+def test_adaptation_removes_the_stock_symptom_on_the_model_as_shipped(name, generated, tmp_path):
+    """The corpus folder's own config (3 layers where the tiny instance has 2), quantized through the plugin."""
+    out = generated(name)
+    plugin = next(out.glob("*_autoround.py")).stem
+    done = subprocess.run(
+        [sys.executable, "-c", SHIPPED_CHECK, str(out), plugin, str(ARCHS_TF4 / name), str(tmp_path / "export")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    run = json.loads(done.stdout.strip().splitlines()[-1])
+    info = json.loads((ARCHS_TF4 / name / "expected.json").read_text())
+    assert run["ok"], run["error"]
+    assert not info.get("stock_warning") or not any(info["stock_warning"] in w for w in run["warnings"])
+    assert run["packed"] > 0
