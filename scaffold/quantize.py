@@ -15,6 +15,7 @@ Heavy imports (torch, transformers, auto_round) happen inside the functions.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import math
@@ -155,6 +156,9 @@ def run_autoround(
     logger.addHandler(collector)
     start = time.perf_counter()
     run = QuantRun(ok=False, export_dir=str(out_dir), seconds=0.0, original_params=parameter_shapes(model))
+    # AutoRound calls gc.collect() around every block; in a long-lived process (a test session) each call walks
+    # every object alive. Freezing what exists now keeps those calls cheap; unfrozen again below.
+    gc.freeze()
     try:
         rounder = AutoRound(
             model,
@@ -180,6 +184,7 @@ def run_autoround(
         if raise_errors:
             raise
     finally:
+        gc.unfreeze()
         run.seconds = time.perf_counter() - start
         logger.removeHandler(collector)
         for record in collector.records:
