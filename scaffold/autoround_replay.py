@@ -21,11 +21,11 @@ import torch
 from torch import nn
 
 from scaffold.autoround_api import get_block_names, quiet_autoround
+from scaffold.errors import first_line
 from scaffold.probes import (
     BlockCall,
     calibration_samples,
     describe,
-    first_line,
     first_tensor,
     record_block_calls,
     run_forward,

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
+from scaffold.errors import first_line
 from scaffold.resolve import ResolvedTarget
 
 if TYPE_CHECKING:
@@ -46,9 +47,7 @@ class InspectContext:
             try:
                 self._tiny = build_tiny(self.target.config, trust_remote_code=self.target.trust_remote_code)
             except Exception as exc:  # noqa: BLE001 - a probe that cannot run is a note, not a crash
-                self._tiny_error = (
-                    f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-                )
+                self._tiny_error = first_line(exc)
                 self.notes.append(f"tiny instance unavailable, dynamic probes skipped: {self._tiny_error}")
         if self._tiny is None:
             raise ProbeUnavailable(self._tiny_error or "tiny instance unavailable")

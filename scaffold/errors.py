@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 
+def first_line(exc: BaseException) -> str:
+    """``Type: first line of the message`` — how an exception is quoted in findings, notes and errors."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".strip()
+
+
 class ScaffoldError(Exception):
     """An error caused by the user's input or environment.
 

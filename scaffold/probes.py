@@ -215,8 +215,3 @@ def run_forward(model: nn.Module, inputs: dict[str, Any]) -> Any:
             if "use_cache" not in str(exc):
                 raise
             return model(**inputs)
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".strip()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scaffold.errors import ScaffoldError
+from scaffold.errors import ScaffoldError, first_line
 
 TRANSFORMERS_PREFIX = "transformers:"
 HUB_FILES = ["config.json", "generation_config.json", "*.py"]
@@ -80,7 +80,7 @@ def _resolve_transformers(spec: str) -> ResolvedTarget:
         config = AutoConfig.for_model(model_type)
     except Exception as exc:  # noqa: BLE001 - reported as one line
         raise ScaffoldError(
-            f"transformers cannot make the default config of '{model_type}': {_first_line(exc)}", "config"
+            f"transformers cannot make the default config of '{model_type}': {first_line(exc)}", "config"
         ) from exc
     return ResolvedTarget(spec=spec, kind="transformers", config=config, model_type=model_type)
 
@@ -173,7 +173,7 @@ def _resolve_hub(spec: str, *, trust_remote_code: bool, revision: str | None) ->
     except RevisionNotFoundError as exc:
         raise ScaffoldError(f"revision '{revision}' not found in Hub repo '{spec}'", "resolve") from exc
     except Exception as exc:  # noqa: BLE001 - network errors of any kind
-        raise ScaffoldError(f"cannot fetch '{spec}' from the Hub: {_first_line(exc)}", "resolve") from exc
+        raise ScaffoldError(f"cannot fetch '{spec}' from the Hub: {first_line(exc)}", "resolve") from exc
     data = _read_config_json(folder)
     _require_trust(data, f"Hub repo '{spec}'", trust_remote_code)
     config = _load_config(folder, data, trust_remote_code, spec)
@@ -187,8 +187,3 @@ def _resolve_hub(spec: str, *, trust_remote_code: bool, revision: str | None) ->
         revision=revision,
         remote_code_files=sorted(p.name for p in folder.glob("*.py")),
     )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".strip()

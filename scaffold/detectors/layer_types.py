@@ -10,6 +10,7 @@ from torch import nn
 
 from scaffold.context import InspectContext, ProbeUnavailable
 from scaffold.coverage import scan_model
+from scaffold.errors import first_line
 from scaffold.experts_layout import single_thread
 from scaffold.findings import Finding, Mode, Severity
 from scaffold.linear_weights import LinearWeight
@@ -45,7 +46,7 @@ def probe_linear(module: nn.Module, weight_attr: str, bias_attr: str | None, see
             out = module(x)
             expected = F.linear(x, weight, bias)
     except Exception as exc:  # noqa: BLE001 - a forward that needs more arguments is not a plain projection
-        return LinearProbe(False, None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        return LinearProbe(False, None, first_line(exc))
     if isinstance(out, (tuple, list)):
         out = out[0]
     if not isinstance(out, torch.Tensor) or out.shape != expected.shape:

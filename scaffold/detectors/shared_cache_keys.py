@@ -16,13 +16,13 @@ from typing import Any
 from scaffold import autoround_api
 from scaffold.autoround_replay import ReplayRun, replay_on_tiny
 from scaffold.context import InspectContext, ProbeUnavailable
+from scaffold.errors import first_line
 from scaffold.findings import Finding, Mode, Severity
 from scaffold.probes import (
     CallRecorder,
     batch_size_of,
     describe,
     find_stacks,
-    first_line,
     forward_params,
     record_block_calls,
     run_forward,
