@@ -250,6 +250,20 @@ class QuantCheck:
     expected_params: int = 0
 
 
+def replay_problems(tiny: Any) -> list[str]:
+    """Blocks whose replay by AutoRound's own caching and ``block_forward`` does not reproduce the real forward.
+
+    Run after :func:`apply_adaptation`: ``AutoRound(...)`` then applies the adaptation to its copy of the model,
+    so an empty list means every replayed block (the first two of each stack) gets the inputs the model gives it.
+    """
+    from scaffold.autoround_replay import replay_outcomes
+
+    outcomes = replay_outcomes(tiny.model, tiny.inputs)
+    if not outcomes:
+        return ["AutoRound's get_block_names finds no blocks to replay"]
+    return [f"{block}: {outcome}" for block, outcome in outcomes.items() if not outcome.startswith("matches")]
+
+
 def tokenizer_for(tiny: Any) -> Any:
     from scaffold.tiny.inputs import text_vocab_size
     from scaffold.tiny.tokenizer import make_tokenizer

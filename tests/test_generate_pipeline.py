@@ -109,3 +109,22 @@ def test_shared_tensor_adaptation_makes_autoround_quantize_it(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:]
     data = json.loads(verdict.read_text())
     assert data["adaptation"] == "plugin" and data["layers_quantized"] == data["layers_expected"] > 0
+
+
+@pytest.mark.slow
+def test_per_block_inputs_are_rebuilt_for_replay(tmp_path):
+    """transformers:gemma3_text alternates sliding and full attention with their own rotary tables: AutoRound
+    replays layer 1 with layer 0's, and the generated rebuild fix gives it its own (the generated test checks it)."""
+    from scaffold import testkit
+
+    result = new_arch(resolve_target("transformers:gemma3_text"), tmp_path / "out")
+    fixes = result.plan.test_data["block_replay"]
+    assert [(f["rewrite"], f["skeleton"]) for f in fixes] == [("rebuild", False)]
+    assert "position_embeddings" in fixes[0]["inputs"]
+    tiny = testkit.build_tiny_target("transformers:gemma3_text", False)
+    assert testkit.replay_problems(tiny)  # stock AutoRound replays layer 1 wrongly
+    test = result.rendered.out / "test_gemma3_text.py"
+    command = [sys.executable, "-m", "pytest", str(test), "-q", "-p", "no:cacheprovider"]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert "3 passed" in done.stdout  # registries skipped; replay, quantize and finished-check ran

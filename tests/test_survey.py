@@ -38,6 +38,14 @@ def test_summary_classifies_rows_honestly():
     assert summary.line().endswith("1 not surveyed (tiny build failed: the survey's own failure)")
 
 
+def test_multimodal_rows_are_not_counted_as_autoround_failures():
+    rows = [_row("a", stock="ok", stock_share=1.0), _row("m", stock=R.MULTIMODAL, stock_detail="needs a processor")]
+    summary = summarize(rows)
+    assert (summary.types, summary.ok, summary.human, summary.multimodal) == (2, 1, 0, 1)
+    assert rows[1].outcome == "not-surveyed"
+    assert summary.line().endswith("1 multimodal, not surveyed (AutoRound's MLLM path needs a processor)")
+
+
 def test_markdown_and_html_tables():
     rows = [_row("a|b", stock="ok", stock_share=1.0), _row("c", stock="under-quantized", stock_share=0.25)]
     text = markdown(rows, VERSIONS)

@@ -171,6 +171,42 @@ def per_block_values(ctx: InspectContext, stack: str, keys: list[str]) -> dict[s
     return values
 
 
+def rebuild_facts(ctx: InspectContext, stack: str) -> dict[str, Any]:
+    """What a fix that re-derives each block's inputs from the model's own forward needs to know.
+
+    ``keys``: inputs some block of ``stack`` gets with a value unlike the first block's in one real forward of the
+    tiny model (hidden states excluded); ``owner``: the module holding the stack, whose forward builds them;
+    ``owner_params``: its forward parameters (``inputs_embeds`` is what lets it run from hidden states alone);
+    ``output_arity``: 0 when a block returns a tensor, else the length of the tuple it returns.
+    """
+    from scaffold.probes import forward_params
+
+    model = ctx.tiny().model
+    blocks = [f"{stack}.{name}" for name, _ in model.get_submodule(stack).named_children()]
+    with record_block_calls(model, blocks, outputs=True) as recorder, torch.no_grad():
+        run_forward(model, ctx.tiny().inputs)
+    calls = [recorder.first(block) for block in blocks]
+    first = calls[0]
+    keys: list[str] = []
+    for call in calls[1:]:
+        if call is None or first is None:
+            continue
+        for key, value in call.inputs.items():
+            differs = key not in first.inputs or not same_value(value, first.inputs[key])
+            if key != call.hidden_name and differs and key not in keys:
+                keys.append(key)
+    output = first.output if first else None
+    owner = stack.rpartition(".")[0]
+    return {
+        "owner": owner,
+        "owner_params": forward_params(model.get_submodule(owner)),
+        "keys": keys,
+        "output_arity": len(output) if isinstance(output, tuple) else 0,
+        "blocks_reached": sum(call is not None for call in calls),
+        "blocks": len(blocks),
+    }
+
+
 def _finding(
     replay: BlockReplay,
     stack: str,
@@ -199,6 +235,8 @@ def _finding(
     scalar_keys = [k for k in cause.inputs if _scalar(real_inputs.get(k)) is not None]
     if ctx is not None and scalar_keys:
         evidence["per_block_values"] = per_block_values(ctx, stack, scalar_keys)
+    if ctx is not None and cause.tag == "per_block_input":
+        evidence["rebuild"] = rebuild_facts(ctx, stack)
     if replay.exception:
         evidence["exception"] = replay.exception
     if replay.max_abs_err is not None:

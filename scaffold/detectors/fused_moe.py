@@ -46,7 +46,7 @@ def _probe(ctx: InspectContext, cls_name: str) -> tuple[dict[str, Any], dict[str
     convention = dict(_UNKNOWN_CALL)
     for size in dict.fromkeys(s for s in sizes if isinstance(s, int)):  # the call tells which dimension is hidden
         convention = call_convention(module, call, int(size))
-        if convention["convention"] == "topk":
+        if convention["convention"] != "unknown":
             break
     return convention, probe_layout(module, call, convention, _hidden_act(tiny.config)), "tiny"
 

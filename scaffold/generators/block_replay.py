@@ -14,6 +14,10 @@ AutoRound caches the first block's inputs from a calibration forward and replays
   the block's position plus an offset (a layer index) -> each block rebuilds its own; anything else -> skeleton.
 - ``previous_block_output`` (e.g. keys/values shared across layers): forward hooks carry the named elements
   of each block's output over to the next block, matched per sample by its hidden-states input.
+- ``per_block_input`` (e.g. sliding-window and full-attention layers with their own masks or rotary tables,
+  hybrid stacks where attention and SSM layers get different masks): a forward pre-hook on each later block
+  re-derives the inputs that differ per block (measured on the tiny model) by running the stack owner's own
+  forward from the replayed hidden states as ``inputs_embeds``, every block's forward swapped for a recorder.
 - anything else (``int_mask``, unknown causes): a ``TODO(scaffold)`` skeleton that raises.
 
 The fix is data for ``_handle_special_model``: TopLevelFunctions plus a HandlerBranch calling
@@ -74,6 +78,9 @@ class ReplayFix:
     constant_keys: tuple[str, ...] = ()
     index_keys: dict[str, int | float] = field(default_factory=dict)  # key -> offset: block i gets offset + i
     carried: dict[str, int] = field(default_factory=dict)  # key -> index of the previous block's output element
+    owner: str = ""  # rebuild: the module holding the stack, whose forward builds the per-block inputs
+    owner_params: tuple[str, ...] = ()  # rebuild: its forward parameters
+    output_arity: int = 0  # rebuild: 0 when a block returns a tensor, else the length of its output tuple
     reason: str = ""
 
 
@@ -99,11 +106,30 @@ def choose_fix(finding: Finding) -> ReplayFix:
         if keys:
             return _constant_or_index_fix(stack, cause, keys, evidence.get("per_block_values") or {})
         return ReplayFix("skeleton", stack, cause, reason=f"the probe named no {CONSTANT_CAUSES[cause]} input")
+    if cause == "per_block_input" and evidence.get("rebuild"):
+        return _rebuild_fix(stack, cause, named, evidence["rebuild"])
     carried = evidence.get("carried_from_previous") or {}
     if cause == "previous_block_output" and carried:
         return ReplayFix("carry", stack, cause, carried={str(k): int(v) for k, v in carried.items()})
     detail = evidence.get("cause_detail") or f"no generic rewrite for cause {cause!r}"
     return ReplayFix("skeleton", stack, cause, constant_keys=tuple(named), reason=_one_line(detail, 200))
+
+
+def _rebuild_fix(stack: str, cause: str, named: list[str], facts: dict[str, Any]) -> ReplayFix:
+    """Re-derive each later block's own inputs from the stack owner's forward, or say why that cannot work."""
+    keys = tuple(facts.get("keys") or named)
+    owner = facts.get("owner", "")
+    if not keys:
+        reason = f"no input of `{stack}` differs per block in a real forward, yet the replay of a later block diverges"
+    elif "inputs_embeds" not in (facts.get("owner_params") or []):
+        reason = f"`{owner or 'the model'}`.forward takes no inputs_embeds, so it cannot rebuild {', '.join(keys)}"
+    elif facts.get("blocks_reached") != facts.get("blocks"):
+        reason = f"the forward runs {facts.get('blocks_reached')} of the {facts.get('blocks')} blocks of `{stack}`"
+    else:
+        fix = ReplayFix("rebuild", stack, cause, constant_keys=keys)
+        fix.owner, fix.owner_params, fix.output_arity = owner, tuple(facts["owner_params"]), facts["output_arity"]
+        return fix
+    return ReplayFix("skeleton", stack, cause, constant_keys=keys, reason=reason)
 
 
 def block_offset(values: list) -> int | float | None:
@@ -166,6 +192,9 @@ def render_fix(fix: ReplayFix, prefix: str, exception: str) -> str:
         constant_keys=list(fix.constant_keys),
         index_keys=dict(fix.index_keys),
         carried=dict(fix.carried),
+        owner=fix.owner,
+        owner_kwargs=[k for k in ("attention_mask", "position_ids", "use_cache") if k in fix.owner_params],
+        output_arity=fix.output_arity,
         constant_note=_constant_note(fix),
         max_rows=CARRY_MAX_ROWS,
         exception=_one_line(exception),
@@ -223,6 +252,7 @@ def generate(finding: Finding, plan: Plan, ctx: InspectContext | None = None) ->
         "alibi": "rebuilds ALiBi inside each block",
         "constant": f"passes {', '.join(inputs)} uncached",
         "carry": f"carries {', '.join(inputs)} from each block's output to the next block",
+        "rebuild": f"re-derives {', '.join(inputs)} per block from `{fix.owner or 'the model'}`'s own forward",
     }
     generated = [f"`{f.name}` in {SPECIAL_MODEL_HANDLER}" for f in functions]
     generated.append(f'`if model_type == "{plan.model_type}": {entry}(model)` in `{HANDLER_FUNCTION}`')

@@ -5,7 +5,9 @@ forward is not decorated with transformers' ``use_experts_implementation`` stay 
 left unquantized. The generated replacement swaps the experts container (routing stays in the MoE
 block): per-expert layers are built on the meta device in ``__init__`` and filled from the original
 slices in ``_materialize_weights``, as in ``auto_round/modeling/fused_moe/step3_5_moe.py``. The layout
-(concatenated / interleaved gate-up, gate first, transposed storage, bias, activation) comes from the
+(concatenated / interleaved gate-up, gate first, transposed storage, bias, activation, a single projection
+per expert, identity experts) and the call convention (top-k indices and weights, dense per-expert weights,
+rows in equal per-expert blocks, per-expert row counts; see ``scaffold.experts_layout``) come from the
 probe's evidence; without a probed layout or a known call convention the class is a skeleton with
 ``TODO(scaffold)`` that raises until a human finishes it.
 
@@ -16,10 +18,12 @@ unquantized).
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
-from scaffold.context import InspectContext
+from scaffold.context import InspectContext, ProbeUnavailable
+from scaffold.experts_layout import CONVENTIONS
 from scaffold.findings import Finding
 from scaffold.generators import identifier, py_str
 from scaffold.generators.code_templates import TODO, add_to_module, render_code
@@ -36,8 +40,14 @@ MATERIALIZE_IMPORTS = [
     "from auto_round.modeling.fused_moe.utils import _update_parameter",
     "from auto_round.utils import clear_memory",
 ]
-GATE_UP_SPLITS = ("concatenated", "interleaved", "separate")
+GATE_UP_SPLITS = ("concatenated", "interleaved", "separate", "none", "single")
 _DEFAULT_ARGS = {"hidden_arg": "hidden_states", "index_arg": "top_k_index", "weight_arg": "top_k_weights"}
+_ROUTING_ARGS = {  # the call arguments each convention routes by
+    "topk": ("hidden_arg", "index_arg", "weight_arg"),
+    "dense": ("hidden_arg", "weight_arg"),
+    "batched": ("hidden_arg",),
+    "grouped": ("hidden_arg", "sizes_arg"),
+}
 
 
 @dataclass
@@ -58,10 +68,18 @@ class ExpertsLayout:
     extra_args: list[str]
     num_experts: int | None
     problems: list[str] = field(default_factory=list)  # why only a skeleton can be generated
+    convention: str = "topk"
+    sizes_arg: str | None = None
+    identity_experts: bool = False
+    forward_params: list[str] = field(default_factory=list)  # the replacement forward's parameters, in order
 
     @property
     def gated(self) -> bool:
         return "gate" in self.weights or "gate_up" in self.weights
+
+    @property
+    def single(self) -> bool:
+        return self.split == "single"
 
     @property
     def skeleton(self) -> bool:
@@ -74,6 +92,32 @@ def _known_activation(name: str | None) -> bool:
     from transformers.activations import ACT2FN
 
     return name in ACT2FN
+
+
+def _forward_params(signature: list[str], routed: list[str], sizes_arg: str | None) -> list[str]:
+    """Parameter declarations of the replacement forward: the original's, in order; routing arguments required."""
+    if not signature:
+        signature = list(routed)
+    last_required = max((i for i, name in enumerate(signature) if name in routed), default=-1)
+    params = []
+    for i, name in enumerate(signature):
+        if name.startswith("*"):
+            params.append(f"{name}: object")
+        elif name in routed:
+            params.append(f"{name}: object" if name == sizes_arg else f"{name}: torch.Tensor")
+        else:
+            params.append(f"{name}: object" if i < last_required else f"{name}: object = None")
+    return params
+
+
+def _not_probed(layout: dict[str, Any]) -> str:
+    """Why the layout was not measured, with the closest candidate when there was one."""
+    text = f"the expert layout was not measured on a tiny instance: {layout.get('reason') or 'no reason recorded'}"
+    closest = layout.get("closest")
+    if closest:
+        described = ", ".join(f"{k}={v}" for k, v in closest.items() if k != "max_abs_err")
+        text += f" (closest candidate {described}: max abs error {closest.get('max_abs_err', float('nan')):.3g})"
+    return text
 
 
 def read_layout(finding: Finding) -> ExpertsLayout:
@@ -89,18 +133,25 @@ def read_layout(finding: Finding) -> ExpertsLayout:
         (biases if is_bias else weights)[role] = name
     problems: list[str] = []
     if not layout.get("probed"):
-        problems.append("the expert layout was not probed on a tiny instance")
-    if call.get("convention") != "topk":
-        problems.append(f"unknown call convention {call.get('convention')!r}")
-    if "down" not in weights or not ({"gate_up", "up"} & set(weights)):
-        problems.append(f"no up/down projection roles in {sorted(weights)}")
+        problems.append(_not_probed(layout))
+    convention = call.get("convention")
+    if convention not in CONVENTIONS:
+        problems.append(f"unknown call convention {convention!r} (arguments {call.get('signature')})")
     split = layout.get("gate_up") or "separate"
     if split not in GATE_UP_SPLITS:
         problems.append(f"unknown gate/up split {split!r}")
-    if not _known_activation(layout.get("activation")):
+    if split == "single":
+        if "proj" not in weights:
+            problems.append(f"no projection role in {sorted(weights)}")
+    elif "down" not in weights or not ({"gate_up", "up"} & set(weights)):
+        problems.append(f"no up/down projection roles in {sorted(weights)}")
+    if split != "single" and not _known_activation(layout.get("activation")):
         problems.append(f"activation {layout.get('activation')!r} is not in transformers' ACT2FN")
     signature = [name for name in call.get("signature") or [] if name != "self"]
     hidden_arg, index_arg, weight_arg = (call.get(key) or default for key, default in _DEFAULT_ARGS.items())
+    sizes_arg = call.get("sizes_arg")
+    named = {"hidden_arg": hidden_arg, "index_arg": index_arg, "weight_arg": weight_arg, "sizes_arg": sizes_arg}
+    routed = [named[key] for key in _ROUTING_ARGS.get(str(convention), _ROUTING_ARGS["topk"]) if named[key]]
     return ExpertsLayout(
         original_class=evidence.get("class") or (finding.classes[0] if finding.classes else "Experts"),
         params=params,
@@ -113,9 +164,13 @@ def read_layout(finding: Finding) -> ExpertsLayout:
         hidden_arg=hidden_arg,
         index_arg=index_arg,
         weight_arg=weight_arg,
-        extra_args=[name for name in signature if name not in (hidden_arg, index_arg, weight_arg)],
+        extra_args=[name for name in signature if name not in routed],
         num_experts=evidence.get("num_experts"),
         problems=problems,
+        convention=str(convention) if convention in CONVENTIONS else "topk",
+        sizes_arg=sizes_arg,
+        identity_experts=bool(layout.get("identity_experts")),
+        forward_params=_forward_params(signature, routed, sizes_arg),
     )
 
 
@@ -133,8 +188,14 @@ def render_replacement(layout: ExpertsLayout) -> str:
         expert_class=f"{layout.original_class}ExpertMLP",
         skeleton=layout.skeleton,
         problems=layout.problems,
+        problem_lines=[textwrap.wrap(problem, 80, break_long_words=False) for problem in layout.problems],
         todo=TODO,
         gated=layout.gated,
+        single=layout.single,
+        convention=layout.convention,
+        sizes_arg=layout.sizes_arg,
+        identity_experts=layout.identity_experts,
+        forward_params=layout.forward_params,
         weights=layout.weights,
         biases=layout.biases,
         split=layout.split,
@@ -174,7 +235,8 @@ def generate(finding: Finding, plan: Plan, ctx: InspectContext | None = None) ->
         )
     plan.plugin_parts.append(CodeBlock(code=code, imports=list(imports)))
     replacement = f"Linear{layout.original_class}"
-    plan.test_data.setdefault("replacements", []).append(_test_facts(finding, layout, replacement, module))
+    facts = _test_facts(finding, layout, replacement, module, _tiny_paths(ctx, layout.original_class))
+    plan.test_data.setdefault("replacements", []).append(facts)
     todos = [f"{TODO} in {path}: {problem}" for problem in layout.problems]
     plan.items.append(
         PlanItem(
@@ -189,17 +251,34 @@ def generate(finding: Finding, plan: Plan, ctx: InspectContext | None = None) ->
     )
 
 
-def _test_facts(finding: Finding, layout: ExpertsLayout, replacement: str, module: str) -> dict[str, Any]:
+def _tiny_paths(ctx: InspectContext | None, cls_name: str) -> list[str] | None:
+    """Paths of the ``cls_name`` modules in the tiny instance (the test's model), None without one.
+
+    They can differ from the finding's paths, read on the full-size meta model: fewer layers, and
+    models that interleave MoE and dense layers place the experts at other indices.
+    """
+    if ctx is None:
+        return None
+    try:
+        tiny = ctx.tiny()
+    except ProbeUnavailable:
+        return None
+    return [name for name, mod in tiny.model.named_modules() if type(mod).__name__ == cls_name] or None
+
+
+def _test_facts(
+    finding: Finding, layout: ExpertsLayout, replacement: str, module: str, paths: list[str] | None = None
+) -> dict[str, Any]:
     """What the generated equivalence test needs to rebuild the call and compare outputs."""
     return {
         "original_class": layout.original_class,
         "replacement_class": replacement,
         "module": module,
-        "module_paths": list(finding.modules),
+        "module_paths": paths or list(finding.modules),
         "convention": (finding.evidence.get("call") or {}).get("convention", "unknown"),
         "hidden_arg": layout.hidden_arg,
-        "index_arg": layout.index_arg,
-        "weight_arg": layout.weight_arg,
+        "index_arg": layout.index_arg if layout.convention == "topk" else None,
+        "weight_arg": layout.weight_arg if layout.convention in ("topk", "dense") else None,
         "num_experts": layout.num_experts,
         "skeleton": layout.skeleton,
     }

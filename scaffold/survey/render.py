@@ -19,6 +19,7 @@ class Summary:
     fixed: int  # fixed by new-arch with no hand edits (generated test passes)
     human: int  # AutoRound fails or under-quantizes and the scaffold did not fix it alone
     survey_failures: int = 0  # no tiny instance: the survey's own failure, not AutoRound's
+    multimodal: int = 0  # AutoRound's MLLM path needs a processor and image/audio data the survey does not have
     reasons: dict[str, int] = field(default_factory=dict)  # why a human is needed -> rows
 
     def line(self) -> str:
@@ -27,6 +28,8 @@ class Summary:
         text += f"{self.human} need a human" + (f" ({grouped})" if grouped else "")
         if self.survey_failures:
             text += f"; {self.survey_failures} not surveyed (tiny build failed: the survey's own failure)"
+        if self.multimodal:
+            text += f"; {self.multimodal} multimodal, not surveyed (AutoRound's MLLM path needs a processor)"
         return text
 
 
@@ -39,6 +42,7 @@ def summarize(rows: list[SurveyRow]) -> Summary:
         fixed=outcomes["fixed"],
         human=outcomes["needs-human"],
         survey_failures=outcomes["survey-failure"],
+        multimodal=outcomes["not-surveyed"],
         reasons=dict(reasons.most_common()),
     )
 
@@ -97,7 +101,7 @@ document.querySelectorAll("th").forEach((th, index) => th.addEventListener("clic
 _STYLE = (
     "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
     "th{cursor:pointer;background:#eee}td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px}"
-    ".ok{background:#dfd}.fixed{background:#ffd}.needs-human,.survey-failure{background:#fdd}"
+    ".ok{background:#dfd}.fixed{background:#ffd}.needs-human,.survey-failure{background:#fdd}.not-surveyed{background:#eee}"
 )
 
 

@@ -15,6 +15,9 @@ UNDER_QUANTIZED = "under-quantized"
 TIMEOUT = "timeout"
 WORKER_CRASH = "worker-crash"
 SKIPPED = "skipped"
+# AutoRound takes a truly multimodal model (vision/audio towers) to its MLLM path, which needs the model's processor
+# and image/audio calibration data; a tiny random instance has neither, so the survey cannot run it text-only.
+MULTIMODAL = "multimodal"
 # After-scaffold statuses (OK, SKIPPED, TIMEOUT and WORKER_CRASH too)
 FAILED = "failed"
 NEEDS_HUMAN = "needs-human"
@@ -32,7 +35,7 @@ class SurveyRow:
     model_type: str
     model_class: str = ""
     tiny_build: str = ""  # "ok", or the error text (the survey's own failure, not AutoRound's)
-    stock: str = SKIPPED  # ok | crash | under-quantized | timeout | worker-crash | skipped
+    stock: str = SKIPPED  # ok | crash | under-quantized | timeout | worker-crash | multimodal | skipped
     stock_detail: str = ""  # "ExceptionClass: message" for a crash, the unquantized owners when under-quantized
     stock_share: float | None = None  # packed share of the block weight parameters in the stock export
     findings: list[str] = field(default_factory=list)  # non-ok inspect findings as "mode:severity"
@@ -57,9 +60,11 @@ class SurveyRow:
 
     @property
     def outcome(self) -> str:
-        """The row's summary class: ok | fixed | needs-human | survey-failure."""
+        """The row's summary class: ok | fixed | needs-human | survey-failure | not-surveyed (multimodal)."""
         if self.tiny_build != OK:
             return "survey-failure"
+        if self.stock == MULTIMODAL:
+            return "not-surveyed"
         if self.stock == OK:
             return "ok"
         if self.after_scaffold == OK:

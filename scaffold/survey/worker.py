@@ -54,6 +54,15 @@ def text_block_names(model: Any) -> tuple[list[list[str]], list[str]]:
     return [list(stack.blocks) for stack in stacks], ignored
 
 
+def multimodal_for_autoround(ctx: Any, findings: list[str]) -> bool:
+    """AutoRound calls the model multimodal and it is (no mllm_misdetection finding says otherwise)."""
+    from scaffold.detectors.mllm_misdetection import autoround_mllm_verdict
+    from scaffold.findings import Mode
+
+    misdetected = any(finding.startswith(f"{Mode.MLLM_MISDETECTION.value}:") for finding in findings)
+    return autoround_mllm_verdict(ctx).multimodal and not misdetected
+
+
 def run_stock(tiny: Any, out_dir: Path) -> tuple[str, str, float | None]:
     """Stock AutoRound on a copy of the tiny model: (status, detail, packed block share)."""
     import torch
@@ -143,6 +152,12 @@ def survey_one(model_type: str, row_path: Path, *, fix: bool = True, timeout: fl
         _write(row, row_path, "done")
         return row
     row.tiny_build = R.OK
+    if multimodal_for_autoround(ctx, row.findings):
+        row.stock = R.MULTIMODAL
+        row.stock_detail = "AutoRound's MLLM path needs the model's processor and image/audio calibration data"
+        row.seconds = round(time.monotonic() - start, 1)
+        _write(row, row_path, "done")
+        return row
     _write(row, row_path, "stock")
     with tempfile.TemporaryDirectory(prefix=f"survey-{model_type}-") as tmp:
         row.stock, row.stock_detail, row.stock_share = run_stock(tiny, Path(tmp) / "stock")

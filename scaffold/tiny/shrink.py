@@ -109,8 +109,10 @@ def make_frame(config: dict[str, Any], targets: ShrinkTargets) -> Frame:
             hidden_new = heads_new * head_dim_new
         elif targets.hidden and heads and head_dim:
             # keep the ratio of the attention (or SSM) width to the hidden size, e.g. mamba's expand factor
-            kept_ratio = int(round(heads_new * head_dim_new * hidden / (heads * head_dim) / 8)) * 8
-            hidden_new = kept_ratio if 16 <= kept_ratio <= 2 * targets.hidden else min(hidden, targets.hidden)
+            # rounded to WIDTH_MULTIPLE: AutoRound skips a Linear whose input width does not divide its group size
+            width = heads_new * head_dim_new * hidden / (heads * head_dim)
+            kept_ratio = max(WIDTH_MULTIPLE, int(round(width / WIDTH_MULTIPLE)) * WIDTH_MULTIPLE)
+            hidden_new = kept_ratio if kept_ratio <= 2 * targets.hidden else min(hidden, targets.hidden)
         elif targets.hidden:
             hidden_new = min(hidden, targets.hidden)
         elif targets.heads and heads:
