@@ -82,6 +82,12 @@ def test_replacements_match_the_original_modules(tiny):
     assert sorted(result.checked) == sorted(testkit.compared_paths(TEST_DATA))
 
 
+def test_autoround_replays_blocks_like_the_model(tiny):
+    if not TEST_DATA.get("block_replay"):
+        pytest.skip("the adaptation changes no block replay")
+    assert testkit.replay_problems(tiny) == []
+
+
 def test_autoround_quantizes_exactly_what_was_predicted(tiny, tmp_path):
     if PREDICTED is None:
         pytest.fail("no prediction was recorded at generation time; regenerate with `scaffold new-arch`")
