@@ -24,6 +24,7 @@ from torch import nn
 ADAPTATION_ENV = "SCAFFOLD_ADAPTATION"
 VERDICT_ENV = "SCAFFOLD_VERDICT"
 TODO_MARK = "TODO(scaffold)"
+COMPILE_ENV = "SCAFFOLD_TORCH_COMPILE"
 
 
 def apply_adaptation(folder: Path, plugin: str | None) -> str:
@@ -306,9 +307,16 @@ def _quantize_and_count(
 
 
 def quantize_and_reload(tiny: Any, out_dir: Path, *, predicted: dict[str, Any], trust_remote_code: bool) -> QuantCheck:
-    """AutoRound W4A16 (iters=2, nsamples=2) on the tiny instance; count what the export packed; reload it."""
+    """AutoRound W4A16 (iters=2, nsamples=2) on the tiny instance; count what the export packed; reload it.
+
+    ``torch.compile`` stays off unless ``$SCAFFOLD_TORCH_COMPILE=1``: AutoRound turns it on for MoE models, and
+    compiling on a CPU takes minutes without telling anything about the architecture (``--real`` keeps it on).
+    """
     model = copy.deepcopy(tiny.model)
-    return _quantize_and_count(model, tokenizer_for(tiny), out_dir, predicted, trust_remote_code)
+    compile_on = os.environ.get(COMPILE_ENV) == "1"
+    return _quantize_and_count(
+        model, tokenizer_for(tiny), out_dir, predicted, trust_remote_code, enable_torch_compile=compile_on
+    )
 
 
 def quantize_real(

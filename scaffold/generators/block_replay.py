@@ -117,7 +117,7 @@ def choose_fix(finding: Finding) -> ReplayFix:
 
 def _rebuild_fix(stack: str, cause: str, named: list[str], facts: dict[str, Any]) -> ReplayFix:
     """Re-derive each later block's own inputs from the stack owner's forward, or say why that cannot work."""
-    keys = tuple(facts.get("keys") or named)
+    keys = tuple(dict.fromkeys([*(facts.get("keys") or []), *named]))  # measured per block + what the replay named
     owner = facts.get("owner", "")
     if not keys:
         reason = f"no input of `{stack}` differs per block in a real forward, yet the replay of a later block diverges"
