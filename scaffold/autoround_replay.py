@@ -265,16 +265,19 @@ def replay_on_tiny(ctx: InspectContext, extra_shared_keys: tuple[str, ...] = ())
 def replay_groups(model: nn.Module, notes: list[str]) -> list[list[str]]:
     """The block groups AutoRound will replay once adapted.
 
-    AutoRound's own ``get_block_names`` when it finds the decoder stacks; when it finds wrong ones (a decoy
+    AutoRound's own ``get_block_names`` when it finds the decoder stacks; when it also finds wrong ones (a decoy
     ``ModuleList``) or misses one, the block_detection fix makes it use the stacks found in the module tree,
     so those are the ones whose replay matters.
     """
     from scaffold.stacks import block_stacks
 
     groups = [list(group) for group in get_block_names(model) if group]
-    intended = [stack.blocks for stack in block_stacks(model) if stack.modality == "text" and stack.blocks]
+    stacks = block_stacks(model)
+    intended = [stack.blocks for stack in stacks if stack.modality == "text" and stack.blocks]
     as_found = {tuple(group) for group in groups}
-    if intended and any(tuple(blocks) not in as_found for blocks in intended):
+    missed = any(tuple(blocks) not in as_found for blocks in intended)
+    decoys = as_found - {tuple(stack.blocks) for stack in stacks}  # e.g. a ModuleList of rotary embeddings
+    if intended and (missed or decoys):
         notes.append("block_replay: replaying the stacks found in the module tree, not AutoRound's own block list")
         return intended
     return groups

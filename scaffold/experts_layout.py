@@ -363,6 +363,7 @@ def _layout_dict(module: nn.Module, layout: Layout) -> dict[str, Any]:
         "bias": layout.bias,
         "roles": roles,
     }
-    if layout.identity_experts:
+    if layout.identity_experts:  # only the first experts_with_weights indices have weights
         result["identity_experts"] = True
+        result["experts_with_weights"] = min(getattr(module, name).shape[0] for name in layout.roles)
     return result

@@ -120,6 +120,21 @@ def _not_probed(layout: dict[str, Any]) -> str:
     return text
 
 
+def _layout_problems(layout: dict[str, Any], split: str, weights: dict[str, str]) -> list[str]:
+    """What in a measured layout the template cannot express."""
+    problems = []
+    if split not in GATE_UP_SPLITS:
+        problems.append(f"unknown gate/up split {split!r}")
+    if split == "single":
+        if "proj" not in weights:
+            problems.append(f"no projection role in {sorted(weights)}")
+    elif "down" not in weights or not ({"gate_up", "up"} & set(weights)):
+        problems.append(f"no up/down projection roles in {sorted(weights)}")
+    if split != "single" and not _known_activation(layout.get("activation")):
+        problems.append(f"activation {layout.get('activation')!r} is not in transformers' ACT2FN")
+    return problems
+
+
 def read_layout(finding: Finding) -> ExpertsLayout:
     """The experts layout of ``finding``; ``problems`` lists what keeps it from being generated in full."""
     evidence = finding.evidence
@@ -138,15 +153,8 @@ def read_layout(finding: Finding) -> ExpertsLayout:
     if convention not in CONVENTIONS:
         problems.append(f"unknown call convention {convention!r} (arguments {call.get('signature')})")
     split = layout.get("gate_up") or "separate"
-    if split not in GATE_UP_SPLITS:
-        problems.append(f"unknown gate/up split {split!r}")
-    if split == "single":
-        if "proj" not in weights:
-            problems.append(f"no projection role in {sorted(weights)}")
-    elif "down" not in weights or not ({"gate_up", "up"} & set(weights)):
-        problems.append(f"no up/down projection roles in {sorted(weights)}")
-    if split != "single" and not _known_activation(layout.get("activation")):
-        problems.append(f"activation {layout.get('activation')!r} is not in transformers' ACT2FN")
+    if layout.get("probed"):  # an unmeasured layout has no roles nor activation: the reason above says why
+        problems += _layout_problems(layout, split, weights)
     signature = [name for name in call.get("signature") or [] if name != "self"]
     hidden_arg, index_arg, weight_arg = (call.get(key) or default for key, default in _DEFAULT_ARGS.items())
     sizes_arg = call.get("sizes_arg")
