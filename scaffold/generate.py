@@ -97,7 +97,15 @@ def predict(report: InspectReport, plan: Plan, ctx: InspectContext | None) -> di
         for f in report.problems
         if f.mode is Mode.FUSED_MOE and f.evidence.get("layout", {}).get("roles")
     }
-    return expected_packing(tiny.model, _stacks(report, plan), TINY_GROUP_SIZE, plan.test_data, roles)
+    layouts = {  # probed storage orientation and the experts the replacement builds, per experts class
+        f.evidence["class"]: {
+            "transposed": bool(f.evidence["layout"].get("transposed")),
+            "experts": f.evidence["layout"].get("experts_with_weights"),
+        }
+        for f in report.problems
+        if f.mode is Mode.FUSED_MOE and f.evidence.get("layout", {}).get("probed")
+    }
+    return expected_packing(tiny.model, _stacks(report, plan), TINY_GROUP_SIZE, plan.test_data, roles, layouts)
 
 
 def _repo_root(path: Path) -> Path | None:

@@ -43,12 +43,12 @@ class Prediction:
         return data
 
 
-def _expert_names(weight: LinearWeight, roles: dict[str, str] | None) -> list[str]:
+def _expert_names(weight: LinearWeight, roles: dict[str, str] | None, experts: int) -> list[str]:
     if roles and roles.get(weight.attr) == "gate_up":
         projections: tuple[str, ...] = ("gate_proj", "up_proj")
     else:
         projections = KNOWN_SPLITS.get(weight.attr, (weight.attr,))
-    return [f"{weight.path}.{e}.{proj}" for e in range(weight.num_experts) for proj in projections]
+    return [f"{weight.path}.{e}.{proj}" for e in range(experts) for proj in projections]
 
 
 def _add(pred: StackPrediction, reason: str | None, params: int, layers: int) -> None:
@@ -66,16 +66,21 @@ def _predict_weight(
     patterns: list[str],
     roles: dict[str, str] | None,
     pads_groups: bool = True,
+    layout: dict[str, Any] | None = None,
 ) -> None:
     if weight.kind == "experts":
-        count, in_f, out_f = expert_matrices(
-            weight.attr, weight.in_features, weight.out_features, weight.num_experts, roles
-        )
+        in_f, out_f, experts = weight.in_features, weight.out_features, weight.num_experts
+        if layout:  # the probed storage and the experts the replacement builds (identity experts have none)
+            _, d1, d2 = weight.shape
+            in_f, out_f = (d1, d2) if layout.get("transposed") else (d2, d1)
+            experts = min(experts, int(layout.get("experts") or experts))
+        count, in_f, out_f = expert_matrices(weight.attr, in_f, out_f, experts, roles)
+        numel = experts * weight.shape[1] * weight.shape[2]
         per_matrix = in_f * out_f
         if not shape_divisible(in_f, out_f, group_size, pads_groups):
-            _add(pred, "non-divisible", weight.numel, count)
+            _add(pred, "non-divisible", numel, count)
             return
-        for name in _expert_names(weight, roles):
+        for name in _expert_names(weight, roles, experts):
             _add(pred, "ignored" if matches_any(name, patterns) else None, per_matrix, 1)
         return
     if matches_any(weight.path, patterns):
@@ -93,6 +98,7 @@ def predict_after_fix(
     ignore_patterns: Sequence[str] = (),
     roles: dict[str, dict[str, str]] | None = None,
     pads_groups: bool = True,
+    layouts: dict[str, dict[str, Any]] | None = None,
 ) -> Prediction:
     """Parameters and layers per stack that an adapted AutoRound should pack.
 
@@ -113,6 +119,14 @@ def predict_after_fix(
                 if weight.kind == "custom" and weight.name in scan.routers:
                     _add(pred, "router", weight.numel, 1)
                 else:
-                    _predict_weight(pred, weight, group_size, patterns, (roles or {}).get(weight.cls), pads_groups)
+                    _predict_weight(
+                        pred,
+                        weight,
+                        group_size,
+                        patterns,
+                        (roles or {}).get(weight.cls),
+                        pads_groups,
+                        (layouts or {}).get(weight.cls),
+                    )
                 break
     return Prediction(group_size=group_size, ignore_patterns=patterns, stacks=preds)

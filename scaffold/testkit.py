@@ -221,13 +221,18 @@ def ignore_patterns(model: nn.Module, test_data: dict[str, Any]) -> list[str]:
 
 
 def expected_packing(
-    model: nn.Module, stacks: list[str], group_size: int, test_data: dict[str, Any], roles: dict[str, dict[str, str]]
+    model: nn.Module,
+    stacks: list[str],
+    group_size: int,
+    test_data: dict[str, Any],
+    roles: dict[str, dict[str, str]],
+    layouts: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Layers and weight parameters the adapted AutoRound must pack in ``stacks`` of ``model`` (scaffold.predict)."""
     from scaffold.predict import predict_after_fix
     from scaffold.quantize import block_weights
 
-    prediction = predict_after_fix(model, stacks, group_size, ignore_patterns(model, test_data), roles)
+    prediction = predict_after_fix(model, stacks, group_size, ignore_patterns(model, test_data), roles, layouts=layouts)
     total = sum(block_weights(model, stack_block_names(model, stacks)).values())
     return {
         "stacks": stacks,
@@ -236,6 +241,7 @@ def expected_packing(
         "block_share": round(prediction.params / total, 6) if total else 0.0,
         "group_size": group_size,
         "roles": roles,
+        **({"layouts": layouts} if layouts else {}),
     }
 
 
@@ -342,7 +348,9 @@ def quantize_real(
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=trust_remote_code, dtype=dtype).eval()
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
-    expected = expected_packing(model, predicted["stacks"], group_size, test_data, predicted.get("roles", {}))
+    expected = expected_packing(
+        model, predicted["stacks"], group_size, test_data, predicted.get("roles", {}), predicted.get("layouts")
+    )
     return _quantize_and_count(model, tokenizer, out_dir, expected, trust_remote_code, device_map=device)
 
 
