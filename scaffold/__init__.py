@@ -1,3 +1,3 @@
 """autoround-scaffold: make a new LLM architecture work with Intel's AutoRound quantizer."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -52,3 +52,13 @@ class InspectContext:
         if self._tiny is None:
             raise ProbeUnavailable(self._tiny_error or "tiny instance unavailable")
         return self._tiny
+
+
+def tiny_or_none(ctx: InspectContext | None) -> TinyModel | None:
+    """``ctx.tiny()``, or None without a context or when dynamic probes cannot run."""
+    if ctx is None:
+        return None
+    try:
+        return ctx.tiny()
+    except ProbeUnavailable:
+        return None

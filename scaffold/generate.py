@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scaffold.context import InspectContext, ProbeUnavailable
+from scaffold.context import InspectContext, tiny_or_none
 from scaffold.errors import ScaffoldError
 from scaffold.findings import Finding, InspectReport, Mode, Severity
 from scaffold.generators import py_literal, py_str
@@ -84,11 +84,8 @@ def _stacks(report: InspectReport, plan: Plan) -> list[str]:
 
 def predict(report: InspectReport, plan: Plan, ctx: InspectContext | None) -> dict[str, Any] | None:
     """What the adapted AutoRound should pack on the tiny instance (``scaffold.predict``), or None."""
-    if ctx is None:
-        return None
-    try:
-        tiny = ctx.tiny()
-    except ProbeUnavailable:
+    tiny = tiny_or_none(ctx)
+    if tiny is None:
         return None
     from scaffold.testkit import expected_packing
 

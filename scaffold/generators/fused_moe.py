@@ -22,7 +22,7 @@ import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
-from scaffold.context import InspectContext, ProbeUnavailable
+from scaffold.context import InspectContext, tiny_or_none
 from scaffold.experts_layout import CONVENTIONS
 from scaffold.findings import Finding
 from scaffold.generators import identifier, py_str
@@ -265,11 +265,8 @@ def _tiny_paths(ctx: InspectContext | None, cls_name: str) -> list[str] | None:
     They can differ from the finding's paths, read on the full-size meta model: fewer layers, and
     models that interleave MoE and dense layers place the experts at other indices.
     """
-    if ctx is None:
-        return None
-    try:
-        tiny = ctx.tiny()
-    except ProbeUnavailable:
+    tiny = tiny_or_none(ctx)
+    if tiny is None:
         return None
     return [name for name, mod in tiny.model.named_modules() if type(mod).__name__ == cls_name] or None
 
