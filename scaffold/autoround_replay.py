@@ -169,8 +169,9 @@ def _run_and_compare(
 
 
 def _replay_group(ar: Any, group: list[str], cached: dict[str, Any], references: dict[str, list]) -> list[BlockReplay]:
-    """Replay the group's first block from its cache, then its second block with the first block's ``input_others``
-    and its own real hidden states, as ``_quantize_blocks`` feeds every later block."""
+    """Replay the group's first block from its cache, then every later block with the first block's
+    ``input_others`` and its own real hidden states, as ``_quantize_blocks`` feeds every later block (a tiny
+    instance has a few blocks per stack, enough to hold each kind of layer of a hybrid stack)."""
     from auto_round.calibration.utils import _update_inputs
 
     first = BlockReplay(block=group[0], stage="replay", real_call=_first(references[group[0]]))
@@ -182,12 +183,15 @@ def _replay_group(ar: Any, group: list[str], cached: dict[str, Any], references:
         return [first]
     first.cached = {key: describe(value) for key, value in input_others.items() if key != "positional_inputs"}
     done = [_run_and_compare(ar, first, input_ids, input_others, references[group[0]])]
-    calls = references[group[1]] if len(group) > 1 else []
-    if first.ok and calls and len(calls) == len(references[group[0]]) and all(c.hidden is not None for c in calls):
-        second = BlockReplay(block=group[1], stage="replay", real_call=_first(references[group[1]]))
-        second.cached, second.inputs_from = first.cached, group[0]
-        hidden = [call.hidden for call in references[group[1]]]
-        done.append(_run_and_compare(ar, second, hidden, input_others, references[group[1]]))
+    if not first.ok:
+        return done
+    for name in group[1:]:
+        calls = references[name]
+        if not calls or len(calls) != len(references[group[0]]) or any(c.hidden is None for c in calls):
+            continue
+        later = BlockReplay(block=name, stage="replay", real_call=_first(calls))
+        later.cached, later.inputs_from = first.cached, group[0]
+        done.append(_run_and_compare(ar, later, [call.hidden for call in calls], input_others, calls))
     return done
 
 
@@ -203,7 +207,7 @@ def replay_first_blocks(
 ) -> ReplayRun:
     """Cache and replay block groups (AutoRound's ``get_block_names``) with AutoRound on a copy of ``model``.
 
-    The first block of each group is cached and replayed as in ``quantize()``; the second one is replayed with
+    The first block of each group is cached and replayed as in ``quantize()``; every later one is replayed with
     the first one's cached ``input_others``, which is what AutoRound gives every later block of the group.
     """
     from auto_round.compressors.utils import get_shared_keys
@@ -215,7 +219,7 @@ def replay_first_blocks(
     with declared_shared_keys(model_class, extra_shared_keys), quiet_autoround(), tiny_speed():
         run.shared_keys = tuple(get_shared_keys(model))
         try:
-            references = reference_calls(model, [name for group in groups for name in group[:2]], samples)
+            references = reference_calls(model, [name for group in groups for name in group], samples)
         except Exception as exc:  # noqa: BLE001 - without a reference there is nothing to compare
             run.setup_error = f"the real forward on one-sample batches failed: {first_line(exc)}"
             return run
@@ -248,7 +252,7 @@ def replay_first_blocks(
 
 
 def replay_on_tiny(ctx: InspectContext, extra_shared_keys: tuple[str, ...] = ()) -> ReplayRun:
-    """Replay the first two blocks of every stack AutoRound finds in ``ctx.tiny()`` (memoized per key set)."""
+    """Replay the blocks of every stack AutoRound finds in ``ctx.tiny()`` (memoized per key set)."""
     keys = tuple(sorted(set(extra_shared_keys)))
     memo = f"autoround_replay:{','.join(keys)}"
     if memo not in ctx.probe_results:
@@ -284,7 +288,7 @@ def replay_groups(model: nn.Module, notes: list[str]) -> list[list[str]]:
 
 
 def replay_outcomes(model: nn.Module, inputs: dict[str, Any]) -> dict[str, str]:
-    """{block: outcome} of AutoRound's replay of the first two blocks of each stack of a tiny ``model``.
+    """{block: outcome} of AutoRound's replay of the blocks of each stack of a tiny ``model``.
 
     ``inputs`` is a forward-ready batch (``TinyModel.inputs``).
 

@@ -97,10 +97,12 @@ def _is_experts_path(path: str) -> bool:
 
 
 def _is_expert_param(path: str, name: str, param: nn.Parameter, expert_counts: set[int]) -> bool:
-    """A 3-D parameter is fused experts when named like one, on an experts path, or sized by the expert count."""
-    if name in _NON_EXPERT_3D or param.shape[0] < 2:
+    """A 3-D parameter is fused experts when named like one, on an experts path, or sized by the expert count
+    (a single fused expert, e.g. one shared expert in a tiny model, needs the name or the path)."""
+    if name in _NON_EXPERT_3D:
         return False
-    return name in _KNOWN_EXPERT_NAMES or _is_experts_path(path) or int(param.shape[0]) in expert_counts
+    named = name in _KNOWN_EXPERT_NAMES or _is_experts_path(path)
+    return named if param.shape[0] < 2 else named or int(param.shape[0]) in expert_counts
 
 
 def _module_weights(path: str, module: nn.Module, expert_counts: set[int]) -> list[LinearWeight]:
@@ -162,7 +164,8 @@ def experts_modules(model: nn.Module, weights: list[LinearWeight]) -> dict[str, 
 
 
 def router_weights(model: nn.Module, weights: list[LinearWeight]) -> list[LinearWeight]:
-    """2-D weights that score experts: output size = expert count, beside an experts module in one MoE block."""
+    """2-D weights that score experts, beside an experts module in one MoE block: output size = expert count,
+    or a module named ``router``/``gate`` or of a ``*Router*`` class (scores for extra, e.g. zero, experts)."""
     experts = experts_modules(model, weights)
     by_parent: dict[str, set[int]] = {}
     for path, count in experts.items():
@@ -172,7 +175,8 @@ def router_weights(model: nn.Module, weights: list[LinearWeight]) -> list[Linear
         if weight.kind == "experts" or any(weight.path.startswith(e + ".") for e in experts):
             continue
         parent = weight.path.rsplit(".", 1)[0] if "." in weight.path else ""
-        if weight.out_features in by_parent.get(parent, ()):
+        named = "router" in weight.cls.lower() or weight.path.rsplit(".", 1)[-1] in ("router", "gate")
+        if parent in by_parent and (weight.out_features in by_parent[parent] or named):
             routers.append(weight)
     return routers
 

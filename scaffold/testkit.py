@@ -261,7 +261,7 @@ def replay_problems(tiny: Any) -> list[str]:
     """Blocks whose replay by AutoRound's own caching and ``block_forward`` does not reproduce the real forward.
 
     Run after :func:`apply_adaptation`: ``AutoRound(...)`` then applies the adaptation to its copy of the model,
-    so an empty list means every replayed block (the first two of each stack) gets the inputs the model gives it.
+    so an empty list means every block of each stack gets, replayed, the inputs the model gives it.
     """
     from scaffold.autoround_replay import replay_outcomes
 

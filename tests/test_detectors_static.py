@@ -341,3 +341,32 @@ def test_transformers_4_has_no_experts_interface():
     assert moe.evidence["experts_interface"] is False and moe.evidence["autoround_unfuses"] is False
     assert "no experts interface" in moe.evidence["note"]
     assert moe.severity is Severity.SILENT
+
+
+class _ScoresPlusZeroExperts(nn.Module):
+    """A router class that is not nn.Linear and scores 4 experts plus 2 identity ('zero') experts."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(6, 64))
+
+    def forward(self, x):
+        return F.linear(x, self.weight).topk(2, dim=-1)
+
+
+class _FusedExperts(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.gate_up_proj = nn.Parameter(torch.randn(4, 256, 64))
+        self.down_proj = nn.Parameter(torch.randn(4, 64, 128))
+
+
+def test_a_router_named_so_is_a_router_even_when_it_scores_extra_experts():
+    from scaffold.linear_weights import router_weights
+
+    moe = nn.Module()
+    moe.experts, moe.router, moe.other = _FusedExperts(), _ScoresPlusZeroExperts(), _ScoresPlusZeroExperts()
+    model = nn.Module()
+    model.mlp = moe
+    scan = scan_model(model)
+    assert [w.path for w in router_weights(model, scan.weights)] == ["mlp.router"]

@@ -1,7 +1,7 @@
 """Blocks replayed by AutoRound's own caching and ``block_forward`` crash or differ from the real forward.
 
-Block 0 of each stack is cached and replayed as ``quantize()`` does; block 1 is replayed with block 0's
-cached inputs, as AutoRound feeds every later block. The replay runs after the shared-cache-key fix (keys
+Block 0 of each stack is cached and replayed as ``quantize()`` does; every later block is replayed with
+block 0's cached inputs, as AutoRound feeds it. The replay runs after the shared-cache-key fix (keys
 verified by the shared_cache_keys detector are declared shared), so what is left are inputs AutoRound's
 per-sample split or its special cases mishandle: the hard-coded ``alibi`` reshape, 0-d tensors, Python
 lists of state, integer masks, and inputs that differ per block (per-layer masks or rotary tables).

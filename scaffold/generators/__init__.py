@@ -11,6 +11,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from scaffold.context import InspectContext
 
 
 def py_str(text: str) -> str:
@@ -70,3 +74,17 @@ def py_literal(value: object, level: int = 0) -> str:
     if isinstance(value, float):
         return repr(value) if value == value and value not in (float("inf"), float("-inf")) else f'float("{value}")'
     raise TypeError(f"cannot write {type(value).__name__} as a Python literal")
+
+
+def tiny_module_paths(ctx: InspectContext | None, cls_name: str) -> list[str] | None:
+    """Paths of the ``cls_name`` modules in the tiny instance (the generated test's model), None without one.
+
+    They can differ from a finding's paths, read on the full-size meta model: fewer layers, and models that
+    interleave MoE and dense layers place a class at other indices.
+    """
+    from scaffold.context import tiny_or_none
+
+    tiny = tiny_or_none(ctx)
+    if tiny is None:
+        return None
+    return [name for name, mod in tiny.model.named_modules() if type(mod).__name__ == cls_name] or None

@@ -193,6 +193,7 @@ def render_fix(fix: ReplayFix, prefix: str, exception: str) -> str:
         index_keys=dict(fix.index_keys),
         carried=dict(fix.carried),
         owner=fix.owner,
+        stack_in_owner=fix.stack[len(fix.owner) + 1 :] if fix.owner else fix.stack,
         owner_kwargs=[k for k in ("attention_mask", "position_ids", "use_cache") if k in fix.owner_params],
         output_arity=fix.output_arity,
         constant_note=_constant_note(fix),

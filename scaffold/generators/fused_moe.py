@@ -22,10 +22,10 @@ import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
-from scaffold.context import InspectContext, tiny_or_none
+from scaffold.context import InspectContext
 from scaffold.experts_layout import CONVENTIONS
 from scaffold.findings import Finding
-from scaffold.generators import identifier, py_str
+from scaffold.generators import identifier, py_str, tiny_module_paths
 from scaffold.generators.code_templates import TODO, add_to_module, render_code
 from scaffold.plan import REPLACE_MODULES, CodeBlock, DictEntry, GeneratedFile, Plan, PlanItem
 
@@ -243,7 +243,7 @@ def generate(finding: Finding, plan: Plan, ctx: InspectContext | None = None) ->
         )
     plan.plugin_parts.append(CodeBlock(code=code, imports=list(imports)))
     replacement = f"Linear{layout.original_class}"
-    facts = _test_facts(finding, layout, replacement, module, _tiny_paths(ctx, layout.original_class))
+    facts = _test_facts(finding, layout, replacement, module, tiny_module_paths(ctx, layout.original_class))
     plan.test_data.setdefault("replacements", []).append(facts)
     todos = [f"{TODO} in {path}: {problem}" for problem in layout.problems]
     plan.items.append(
@@ -257,18 +257,6 @@ def generate(finding: Finding, plan: Plan, ctx: InspectContext | None = None) ->
             todos=todos,
         )
     )
-
-
-def _tiny_paths(ctx: InspectContext | None, cls_name: str) -> list[str] | None:
-    """Paths of the ``cls_name`` modules in the tiny instance (the test's model), None without one.
-
-    They can differ from the finding's paths, read on the full-size meta model: fewer layers, and
-    models that interleave MoE and dense layers place the experts at other indices.
-    """
-    tiny = tiny_or_none(ctx)
-    if tiny is None:
-        return None
-    return [name for name, mod in tiny.model.named_modules() if type(mod).__name__ == cls_name] or None
 
 
 def _test_facts(

@@ -20,7 +20,7 @@ from typing import Any
 
 from scaffold.context import InspectContext
 from scaffold.findings import Finding
-from scaffold.generators import identifier
+from scaffold.generators import identifier, tiny_module_paths
 from scaffold.generators.code_templates import TODO, render_code
 from scaffold.plan import SPECIAL_MODEL_HANDLER, HandlerBranch, Plan, PlanItem, TopLevelFunction
 
@@ -31,17 +31,21 @@ def function_name(model_type: str) -> str:
     return f"_convert_{identifier(model_type)}_linears"
 
 
-def conversion_facts(finding: Finding) -> dict[str, Any]:
-    """What one finding contributes to the conversion table and the generated equivalence test."""
+def conversion_facts(finding: Finding, ctx: InspectContext | None = None) -> dict[str, Any]:
+    """What one finding contributes to the conversion table and the generated equivalence test.
+
+    ``modules`` are the paths in the tiny instance the test builds when there is one (else the finding's).
+    """
     evidence = finding.evidence
+    cls_name = evidence.get("class") or (finding.classes[0] if finding.classes else "")
     return {
-        "class": evidence.get("class") or (finding.classes[0] if finding.classes else ""),
+        "class": cls_name,
         "weight_attr": evidence.get("weight_attr") or "weight",
         "bias_attr": evidence.get("bias_attr"),
         "exact": bool(evidence.get("exact_linear")),
         "max_abs_err": evidence.get("max_abs_err"),
         "count": evidence.get("count"),
-        "modules": list(finding.modules),
+        "modules": tiny_module_paths(ctx, cls_name) or list(finding.modules),
     }
 
 
@@ -52,7 +56,7 @@ def render_conversion(function: str, conversions: list[dict[str, Any]]) -> str:
 
 
 def generate(finding: Finding, plan: Plan, ctx: InspectContext | None = None) -> None:
-    facts = conversion_facts(finding)
+    facts = conversion_facts(finding, ctx)
     function = function_name(plan.model_type)
     conversions = plan.test_data.setdefault("conversions", [])
     conversions.append({**facts, "function": function, "skeleton": not facts["exact"]})
