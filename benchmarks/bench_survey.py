@@ -8,9 +8,9 @@ too, so repeated runs refine the estimate.
 
     python benchmarks/bench_survey.py [--sample 10] [--offset 0] [--jobs 1] [--no-fix] [--timeout 600] [--out DIR]
 
-The full survey itself (hours on 2 CPU cores; use more jobs on a bigger machine):
+The full survey itself (measured: see the README's Benchmarks table; use more jobs on a bigger machine):
 
-    scaffold survey --all-causal-lm --jobs 4 --timeout 900 --out generated/survey
+    time scaffold survey --all-causal-lm --jobs 2 --timeout 600 --out generated/survey
 """
 
 from __future__ import annotations

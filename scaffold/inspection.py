@@ -5,6 +5,7 @@ from __future__ import annotations
 from scaffold import autoround_api
 from scaffold.build import build_meta, count_modules, count_parameters
 from scaffold.context import InspectContext
+from scaffold.errors import ScaffoldError, first_line
 from scaffold.findings import Finding, InspectReport
 from scaffold.modes import FAILURE_MODES
 from scaffold.resolve import ResolvedTarget
@@ -17,9 +18,19 @@ def load_context(target: ResolvedTarget, *, group_size: int = 128, dynamic: bool
 
 
 def run_detectors(ctx: InspectContext) -> list[Finding]:
+    """Every registered detector's findings; a detector that crashes is reported in one line, not a traceback."""
     findings: list[Finding] = []
     for failure_mode in FAILURE_MODES:
-        findings.extend(failure_mode.detector_module().detect(ctx))
+        try:
+            findings.extend(failure_mode.detector_module().detect(ctx))
+        except ScaffoldError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bug of this tool, reported as one line naming the detector
+            raise ScaffoldError(
+                f"the {failure_mode.mode.value} detector failed on {ctx.target.spec}: {first_line(exc)}",
+                stage="inspect",
+                hint="a bug in autoround-scaffold: please report it with this line",
+            ) from exc
     return findings
 
 

@@ -75,3 +75,16 @@ def test_deepseek_v3_static_inspection(cli):
     assert [(s["path"], s["count"]) for s in report.block_stacks] == [("model.layers", 61)]
     (moe,) = [f for f in report.findings if f.mode is Mode.FUSED_MOE]
     assert moe.evidence["num_experts"] == 256 and moe.probe == "static"
+
+
+def test_a_crashing_detector_is_one_line_and_exit_2(cli, monkeypatch):
+    import scaffold.detectors.layer_types as layer_types
+
+    def broken(ctx):
+        raise IndexError("tuple index out of range")
+
+    monkeypatch.setattr(layer_types, "detect", broken)
+    result = cli("transformers:llama", "--static")
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "layer_types detector failed" in lines[0] and "Traceback" not in result.output

@@ -46,6 +46,13 @@ def test_multimodal_rows_are_not_counted_as_autoround_failures():
     assert summary.line().endswith("1 multimodal, not surveyed (AutoRound's MLLM path needs a processor)")
 
 
+def test_ok_rows_with_a_silent_replay_mismatch_are_counted():
+    rows = [_row("a", stock="ok", findings=["block_replay:fails"]), _row("b", stock="ok", findings=[])]
+    summary = summarize(rows)
+    assert (summary.ok, summary.ok_replay_mismatch) == (2, 1)
+    assert "2 ok out of the box (1 of them replay some block with wrong inputs" in summary.line()
+
+
 def test_markdown_and_html_tables():
     rows = [_row("a|b", stock="ok", stock_share=1.0), _row("c", stock="under-quantized", stock_share=0.25)]
     text = markdown(rows, VERSIONS)

@@ -37,7 +37,10 @@ def _bias_attr(module: nn.Module, weight: LinearWeight) -> str | None:
 
 def probe_linear(module: nn.Module, weight_attr: str, bias_attr: str | None, seed: int = 0) -> LinearProbe:
     """Run ``module(x)`` on random ``x`` and compare with ``F.linear(x, W, b)``."""
-    weight = getattr(module, weight_attr)
+    weight = getattr(module, weight_attr, None)
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
+        shape = list(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__
+        return LinearProbe(False, None, f"{weight_attr} is not a 2-D weight in the tiny instance ({shape})")
     bias = getattr(module, bias_attr) if bias_attr else None
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(2, 3, weight.shape[1], generator=generator, dtype=weight.dtype)

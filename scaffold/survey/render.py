@@ -20,11 +20,15 @@ class Summary:
     human: int  # AutoRound fails or under-quantizes and the scaffold did not fix it alone
     survey_failures: int = 0  # no tiny instance: the survey's own failure, not AutoRound's
     multimodal: int = 0  # AutoRound's MLLM path needs a processor and image/audio data the survey does not have
+    ok_replay_mismatch: int = 0  # ok rows where inspect saw AutoRound replay some block with wrong inputs
     reasons: dict[str, int] = field(default_factory=dict)  # why a human is needed -> rows
 
     def line(self) -> str:
         grouped = "; ".join(f"{reason}: {count}" for reason, count in self.reasons.items())
-        text = f"{self.types} types, {self.ok} ok out of the box, {self.fixed} fixed by scaffold with no hand edits, "
+        text = f"{self.types} types, {self.ok} ok out of the box"
+        if self.ok_replay_mismatch:
+            text += f" ({self.ok_replay_mismatch} of them replay some block with wrong inputs, silently: block_replay)"
+        text += f", {self.fixed} fixed by scaffold with no hand edits, "
         text += f"{self.human} need a human" + (f" ({grouped})" if grouped else "")
         if self.survey_failures:
             text += f"; {self.survey_failures} not surveyed (tiny build failed: the survey's own failure)"
@@ -43,6 +47,9 @@ def summarize(rows: list[SurveyRow]) -> Summary:
         human=outcomes["needs-human"],
         survey_failures=outcomes["survey-failure"],
         multimodal=outcomes["not-surveyed"],
+        ok_replay_mismatch=sum(
+            row.outcome == "ok" and any(f.startswith("block_replay:") for f in row.findings) for row in rows
+        ),
         reasons=dict(reasons.most_common()),
     )
 
