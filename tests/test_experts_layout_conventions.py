@@ -9,11 +9,6 @@ call and layout, and the generated replacement must reproduce the container's ou
 
 from __future__ import annotations
 
-import importlib.util
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -22,6 +17,7 @@ from torch import nn
 from scaffold.experts_layout import call_convention, capture_call, probe_layout
 from scaffold.findings import Finding, Mode, Severity
 from scaffold.plan import Plan
+from tests.test_generators_complex import import_source, ruff_clean
 
 TOL = 1e-5
 E, H, I = 4, 64, 32  # noqa: E741 - experts, hidden, intermediate
@@ -141,16 +137,6 @@ def _finding(module: nn.Module, call: dict, layout: dict) -> Finding:
     )
 
 
-def _import(source: str, tmp_path: Path, name: str):
-    path = tmp_path / f"{name}.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture
 def replacement_registry():
     """Forget replacement classes registered by a test (AutoRound refuses duplicate registrations)."""
@@ -193,7 +179,7 @@ def test_probe_measures_the_convention_and_generated_replacement_matches(kind, t
     (facts,) = plan.test_data["replacements"]
     assert facts["convention"] == convention_name and not facts["skeleton"]
     assert (facts["index_arg"] is None) == (convention_name != "topk")
-    generated = _import(plan.files[0].content, tmp_path, f"gen_conv_{kind}")
+    generated = import_source(plan.files[0].content, tmp_path, f"gen_conv_{kind}")
     replacement = getattr(generated, f"Linear{type(module).__name__}").from_original(module, None)
     replacement.materialize_weights()
     linears = [m for m in replacement.modules() if isinstance(m, nn.Linear)]
@@ -215,16 +201,7 @@ def test_generated_conventions_are_ruff_clean(tmp_path, replacement_registry):
         call = capture_call(module, lambda module=module, probe_args=probe_args: module(*probe_args))
         convention = call_convention(module, call, H)
         fused_moe.generate(_finding(module, convention, probe_layout(module, call, convention, "silu")), plan)
-    path = tmp_path / "ruff_probe.py"
-    path.write_text(plan.files[0].content)
-    root = Path(__file__).resolve().parents[1]
-    for args in (["check", "--no-cache"], ["format", "--check", "--no-cache"]):
-        result = subprocess.run(
-            [sys.executable, "-m", "ruff", *args, "--config", str(root / "pyproject.toml"), str(path)],
-            capture_output=True,
-            text=True,
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
+    ruff_clean(plan.files[0].content, tmp_path)
 
 
 def test_unmatched_layout_todo_names_the_closest_candidate(tmp_path, replacement_registry):
