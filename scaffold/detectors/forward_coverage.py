@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from scaffold.context import InspectContext, ProbeUnavailable
+from scaffold.context import InspectContext, tiny_or_none
 from scaffold.findings import Finding, Mode, Severity
 from scaffold.probes import (
     CallRecorder,
@@ -64,9 +64,8 @@ def _finding(model: nn.Module, stack: Stack, reached: list[Stack], recorder: Cal
 
 
 def detect(ctx: InspectContext) -> list[Finding]:
-    try:
-        tiny = ctx.tiny()
-    except ProbeUnavailable:
+    tiny = tiny_or_none(ctx)
+    if tiny is None:
         return []
     stacks = find_stacks(tiny.model)
     text = [s for s in stacks if s.modality == "text"]
