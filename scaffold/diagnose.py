@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 
-from scaffold.errors import ScaffoldError
+from scaffold.errors import ScaffoldError, first_line
 from scaffold.import_needs import PACKAGE_HINTS, package_uses
 from scaffold.removed_apis import find_removed
 
@@ -206,8 +206,7 @@ def cause_of(exc: BaseException, stage: str) -> str:
             text = rule(link, stage)
             if text:
                 return text
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0][:300] if lines else ''}".strip() + _where_in_code(exc)
+    return first_line(exc, limit=300) + _where_in_code(exc)
 
 
 def load_stage(exc: BaseException, default: str) -> str:

@@ -2,11 +2,32 @@
 
 from __future__ import annotations
 
+import re
 
-def first_line(exc: BaseException) -> str:
-    """``Type: first line of the message`` — how an exception is quoted in findings, notes and errors."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".strip()
+_RULE = re.compile(r"^[\W_]*$")  # a line of only punctuation (``-----``, ``====``)
+
+
+def _is_header(line: str) -> bool:
+    """A line that announces what follows instead of saying what is wrong (``...:``, a ruler)."""
+    return line.endswith(":") or bool(_RULE.match(line))
+
+
+def first_line(exc: BaseException, limit: int | None = None) -> str:
+    """``Type: the first line that says what is wrong`` — how an exception is quoted in findings and errors.
+
+    Header lines (ending with ``:``, or only punctuation) are joined with the lines after them up to the
+    first informative one, so ``Validation error for field 'x':`` keeps the reason given on the next line.
+    ``limit`` cuts the message (not the type name) to that many characters.
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    kept: list[str] = []
+    for line in lines:
+        if not _RULE.match(line):
+            kept.append(line)
+        if not _is_header(line):
+            break
+    message = " ".join(kept)
+    return f"{type(exc).__name__}: {message[:limit] if limit else message}".strip()
 
 
 class ScaffoldError(Exception):

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from scaffold.errors import first_line
 from scaffold.survey import rows as R
 
 STOCK_GROUP_SIZE = 32  # the tiny instance's 64-wide layers quantize with groups of 32
@@ -32,8 +33,7 @@ STOCK_SETTINGS = {
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0][:300] if text else ''}"
+    return first_line(exc, limit=300)
 
 
 def _write(row: R.SurveyRow, path: Path, phase: str) -> None:
