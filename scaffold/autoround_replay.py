@@ -7,6 +7,11 @@ so a crash or mismatch here is one AutoRound would hit at the start of ``quantiz
 
 Calibration feeds one sample per forward with ``batch_size=2``: that is what AutoRound does with a dataset
 given as a list of strings, and it exercises the per-sample split of every cached input.
+
+The replay runs with AutoRound's ``amp=False`` (float32): the question is structural (does each replayed block get
+the inputs the model gives it?), and in bf16 autocast, which AutoRound uses on CUDA and on bf16 CPUs, a correctly
+fed block already differs by up to ~1e-2, as much as some wrong inputs do. So the verdict is the same on every
+machine; ``scaffold.precision`` reports what the host itself would tune in.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from torch import nn
 
 from scaffold.autoround_api import get_block_names, quiet_autoround
 from scaffold.errors import first_line
+from scaffold.precision import STRUCTURAL_PRECISION
 from scaffold.probes import (
     BlockCall,
     calibration_samples,
@@ -35,7 +41,7 @@ from scaffold.probes import (
 if TYPE_CHECKING:
     from scaffold.context import InspectContext
 
-TOLERANCE = 1e-4
+TOLERANCE = 1e-4  # float32, amp off: a correctly fed block reproduces the forward to ~1e-6
 BATCH_SIZE = 2
 
 
@@ -70,6 +76,7 @@ class ReplayRun:
     setup_error: str | None = None  # AutoRound(...) itself failed: nothing was replayed
     batch_size: int = BATCH_SIZE
     samples: int = 0
+    precision: str = STRUCTURAL_PRECISION  # what the replay computed in, whatever the host's AutoRound default
 
 
 @contextlib.contextmanager
@@ -116,6 +123,9 @@ def _tokenizer(model: nn.Module) -> Any:
 def _autoround(model: nn.Module, samples: list[dict[str, Any]]) -> Any:
     from auto_round import AutoRound
 
+    from scaffold.precision import apply_bf16_override
+
+    apply_bf16_override()  # amp is off below either way; the override keeps AutoRound's other defaults as in a run
     seqlen = int(samples[0]["input_ids"].shape[-1])
     dataset = [{k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in s.items()} for s in samples]
     return AutoRound(
@@ -128,6 +138,7 @@ def _autoround(model: nn.Module, samples: list[dict[str, Any]]) -> Any:
         dataset=dataset,
         device_map="cpu",
         enable_torch_compile=False,
+        amp=False,  # structural replay in float32 on every machine (see the module docstring)
     )
 
 

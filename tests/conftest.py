@@ -12,6 +12,20 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest  # noqa: E402
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    """``$SCAFFOLD_AUTOROUND_BF16=on|off``: every AutoRound in the session runs as a bf16 (or non-bf16) CPU would."""
+    from scaffold.precision import apply_bf16_override
+
+    apply_bf16_override()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    from scaffold.precision import host_precision
+
+    return f"AutoRound precision: {host_precision().line()}"
+
+
 ARCHS_DIR = Path(__file__).parent / "archs"
 
 
