@@ -53,6 +53,7 @@ class QuantRun:
     layer_config: dict[str, Any] = field(default_factory=dict)  # what quantize() returned (not proof)
     # name -> shape of every parameter BEFORE quantization (AutoRound packs the model in place)
     original_params: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    amp_dtype: str | None = None  # what AutoRound tuned in: "bfloat16" (amp on) | "float32" (amp off)
 
     @property
     def error_line(self) -> str:
@@ -144,6 +145,9 @@ def run_autoround(
     """
     from auto_round import AutoRound
 
+    from scaffold.precision import apply_bf16_override
+
+    apply_bf16_override()  # $SCAFFOLD_AUTOROUND_BF16: run as a bf16 (or non-bf16) CPU would
     out_dir = Path(out_dir)
     kwargs: dict[str, Any] = dict(autoround_kwargs)
     if group_size is not None:
@@ -172,6 +176,9 @@ def run_autoround(
             device_map=device_map,
             **kwargs,
         )
+        context = getattr(rounder, "model_context", None)
+        if context is not None:
+            run.amp_dtype = str(context.amp_dtype).removeprefix("torch.") if context.amp else "float32"
         _, returned_config = rounder.quantize()
         run.layer_config = dict(returned_config or {})
         if save:

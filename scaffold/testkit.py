@@ -307,6 +307,7 @@ def _quantize_and_count(
         block_share=round(check.block_share, 6),
         block_share_expected=expected["block_share"],
         export="ok",
+        amp_dtype=run.amp_dtype,
         reload="ok" if reload.ok and reload.finite else (reload.error or "non-finite logits"),
     )
     return check
