@@ -25,6 +25,15 @@ err_console = Console(stderr=True)
 
 TargetArg = Annotated[str, typer.Argument(help="transformers:<model_type>, a local model folder, or a Hub id.")]
 TrustOpt = Annotated[bool, typer.Option("--trust-remote-code", help="Allow the target's remote code to run.")]
+AllowFromOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allow-remote-code-from",
+        help="Another Hub repo or folder auto_map may load code from (repeatable; default: only the target).",
+        envvar="SCAFFOLD_ALLOW_REMOTE_CODE_FROM",
+        metavar="REPO",
+    ),
+]
 RevisionOpt = Annotated[str | None, typer.Option("--revision", help="Hub revision (branch, tag or commit).")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show the traceback of a load failure.")]
 
@@ -46,10 +55,12 @@ def user_errors(func):
     return wrapper
 
 
-def _resolve(target: str, trust_remote_code: bool, revision: str | None):
+def _resolve(target: str, trust_remote_code: bool, revision: str | None, allow_from: list[str] | None = None):
     from scaffold.resolve import resolve_target
 
-    return resolve_target(target, trust_remote_code=trust_remote_code, revision=revision)
+    return resolve_target(
+        target, trust_remote_code=trust_remote_code, revision=revision, allow_remote_code_from=allow_from or ()
+    )
 
 
 @app.command()
@@ -57,6 +68,7 @@ def _resolve(target: str, trust_remote_code: bool, revision: str | None):
 def inspect(
     target: TargetArg,
     trust_remote_code: TrustOpt = False,
+    allow_from: AllowFromOpt = None,
     revision: RevisionOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the versioned JSON report.")] = False,
     static: Annotated[bool, typer.Option("--static", help="Skip dynamic probes on the tiny instance.")] = False,
@@ -64,7 +76,7 @@ def inspect(
     verbose: VerboseOpt = False,
 ) -> None:
     """Diagnose why AutoRound would fail on TARGET (exit 0: nothing to fix, 1: findings)."""
-    resolved = _resolve(target, trust_remote_code, revision)
+    resolved = _resolve(target, trust_remote_code, revision, allow_from)
     from scaffold.inspection import inspect_target
     from scaffold.report_view import print_report
 
@@ -82,6 +94,7 @@ def tiny(
     target: TargetArg,
     out: Annotated[Path, typer.Option("--out", help="Folder to save the tiny model, tokenizer and texts.")],
     trust_remote_code: TrustOpt = False,
+    allow_from: AllowFromOpt = None,
     revision: RevisionOpt = None,
     layers: Annotated[int, typer.Option("--layers", help="Number of blocks per stack.")] = 2,
     seed: Annotated[int, typer.Option("--seed")] = 0,
@@ -90,7 +103,7 @@ def tiny(
     """Build a tiny random instance of TARGET, check it forwards, and save it to --out."""
     from scaffold.tiny import build_tiny, save_tiny
 
-    resolved = _resolve(target, trust_remote_code, revision)
+    resolved = _resolve(target, trust_remote_code, revision, allow_from)
     result = build_tiny(resolved.config, trust_remote_code=resolved.trust_remote_code, layers=layers, seed=seed)
     save_tiny(result, out)
     info = result.describe()
@@ -109,6 +122,7 @@ def main() -> None:  # pragma: no cover - console entry point
 def verify(
     target: TargetArg,
     trust_remote_code: TrustOpt = False,
+    allow_from: AllowFromOpt = None,
     revision: RevisionOpt = None,
     generated: Annotated[
         Path | None, typer.Option("--generated", help="Folder written by new-arch (default generated/<type>).")
@@ -124,9 +138,9 @@ def verify(
 
     from scaffold.verify import run_generated_test
 
-    resolved = _resolve(target, trust_remote_code, revision)
+    resolved = _resolve(target, trust_remote_code, revision, allow_from)
     folder = generated or Path("generated") / resolved.slug
-    verdict = run_generated_test(folder, checkout=autoround, real=real)
+    verdict = run_generated_test(folder, checkout=autoround, real=real, allow_remote_code_from=allow_from)
     table = Table(title=f"verify {resolved.model_type} ({'checkout' if autoround else 'plugin'})")
     table.add_column("check")
     table.add_column("result")
@@ -172,6 +186,7 @@ def new_arch(
     target: TargetArg,
     out: Annotated[Path | None, typer.Option("--out", help="Output folder (default generated/<type>).")] = None,
     trust_remote_code: TrustOpt = False,
+    allow_from: AllowFromOpt = None,
     revision: RevisionOpt = None,
     group_size: Annotated[int, typer.Option("--group-size", help="Quantization group size to check.")] = 128,
     autoround: Annotated[
@@ -188,7 +203,7 @@ def new_arch(
 
     from scaffold.generate import new_arch as run_new_arch
 
-    resolved = _resolve(target, trust_remote_code, revision)
+    resolved = _resolve(target, trust_remote_code, revision, allow_from)
     result = run_new_arch(
         resolved,
         out,

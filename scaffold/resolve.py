@@ -1,7 +1,8 @@
 """Resolve a target (``transformers:<type>``, a local folder, a Hub id) to a config.
 
 Only ``config.json``, ``generation_config.json`` and remote-code ``*.py`` files are ever
-fetched from the Hub, never weights. Remote code runs only with ``trust_remote_code``.
+fetched from the Hub, never weights. Remote code runs only with ``trust_remote_code``, and only
+from the target itself unless ``allow_remote_code_from`` names another source (``scaffold.remote_code``).
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ import difflib
 import json
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from scaffold.errors import ScaffoldError, first_line
+from scaffold.remote_code import Origin, allowed_from_env, check_auto_map
 
 TRANSFORMERS_PREFIX = "transformers:"
 HUB_FILES = ["config.json", "generation_config.json", "*.py"]
@@ -33,6 +36,7 @@ class ResolvedTarget:
     trust_remote_code: bool = False
     revision: str | None = None
     remote_code_files: list[str] = field(default_factory=list)
+    allow_remote_code_from: tuple[str, ...] = ()
 
     @property
     def has_remote_code(self) -> bool:
@@ -51,9 +55,19 @@ def known_model_types() -> list[str]:
 
 
 def resolve_target(
-    spec: str, *, trust_remote_code: bool = False, revision: str | None = None, verbose: bool = False
+    spec: str,
+    *,
+    trust_remote_code: bool = False,
+    revision: str | None = None,
+    verbose: bool = False,
+    allow_remote_code_from: Iterable[str] | None = None,
 ) -> ResolvedTarget:
-    """Turn a target string into a :class:`ResolvedTarget`, or raise :class:`ScaffoldError`."""
+    """Turn a target string into a :class:`ResolvedTarget`, or raise :class:`ScaffoldError`.
+
+    ``allow_remote_code_from`` names other repositories or folders ``auto_map`` may load code from
+    (default: ``$SCAFFOLD_ALLOW_REMOTE_CODE_FROM``, how the generated test inherits the CLI flag).
+    """
+    allowed = allowed_from_env() if allow_remote_code_from is None else tuple(allow_remote_code_from)
     spec = spec.strip()
     if not spec:
         raise ScaffoldError("empty target; give transformers:<model_type>, a model folder or a Hub id", "resolve")
@@ -61,9 +75,9 @@ def resolve_target(
         return _resolve_transformers(spec)
     path = Path(spec).expanduser()
     if path.exists() or spec.startswith((".", "/", "~")) or os.sep in spec and path.parent.exists():
-        return _resolve_local(spec, path, trust_remote_code=trust_remote_code)
+        return _resolve_local(spec, path, trust_remote_code=trust_remote_code, allowed=allowed)
     if _HUB_ID.match(spec):
-        return _resolve_hub(spec, trust_remote_code=trust_remote_code, revision=revision)
+        return _resolve_hub(spec, trust_remote_code=trust_remote_code, revision=revision, allowed=allowed)
     raise ScaffoldError(f"'{spec}' is neither transformers:<model_type>, an existing folder nor a Hub id", "resolve")
 
 
@@ -85,8 +99,8 @@ def _resolve_transformers(spec: str) -> ResolvedTarget:
     return ResolvedTarget(spec=spec, kind="transformers", config=config, model_type=model_type)
 
 
-def _read_config_json(folder: Path) -> dict:
-    config_file = folder / "config.json"
+def _read_config_json(folder: Path, name: str = "config.json") -> dict:
+    config_file = folder / name
     if not config_file.is_file():
         raise ScaffoldError(f"{folder} is not a model folder: it has no config.json", "resolve")
     try:
@@ -106,7 +120,17 @@ def _require_trust(data: dict, where: str, trust_remote_code: bool) -> None:
         )
 
 
-def _load_config(folder: Path, data: dict, trust_remote_code: bool, spec: str) -> Any:
+def _check_remote_code(data: dict, origin: Origin, allowed: tuple[str, ...], where: str) -> dict | None:
+    """Validate ``auto_map`` of config.json (and tokenizer_config.json) before any code is imported."""
+    tokenizer = origin.folder / "tokenizer_config.json"
+    if tokenizer.is_file() and "auto_map" in (tokenizer_data := _read_config_json(origin.folder, tokenizer.name)):
+        check_auto_map(tokenizer_data["auto_map"], origin, allowed, f"{where} tokenizer_config.json")
+    return check_auto_map(data.get("auto_map"), origin, allowed, where)
+
+
+def _load_config(
+    folder: Path, data: dict, trust_remote_code: bool, spec: str, auto_map: dict | None, revision: str | None = None
+) -> Any:
     from transformers import AutoConfig
 
     from scaffold.diagnose import diagnose_load_error
@@ -119,22 +143,27 @@ def _load_config(folder: Path, data: dict, trust_remote_code: bool, spec: str) -
             close = difflib.get_close_matches(str(model_type), known_model_types(), n=3, cutoff=0.6)
             hint = f"did you mean {', '.join(close)}?" if close else "and it has no auto_map to remote code"
             raise ScaffoldError(f"model_type '{model_type}' is unknown to this transformers; {hint}", "config")
+    kwargs = {"code_revision": revision} if revision else {}  # a same-repo `repo--` reference reads this revision
     try:
-        return AutoConfig.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
+        config = AutoConfig.from_pretrained(str(folder), trust_remote_code=trust_remote_code, **kwargs)
     except ScaffoldError:
         raise
     except Exception as exc:  # noqa: BLE001
         raise diagnose_load_error(exc, stage="config", where=spec) from exc
+    if auto_map and getattr(config, "auto_map", None):
+        config.auto_map = auto_map  # same-repo references made local: the model code comes from ``folder``
+    return config
 
 
-def _resolve_local(spec: str, path: Path, *, trust_remote_code: bool) -> ResolvedTarget:
+def _resolve_local(spec: str, path: Path, *, trust_remote_code: bool, allowed: tuple[str, ...]) -> ResolvedTarget:
     if not path.exists():
         raise ScaffoldError(f"folder {path} does not exist", "resolve")
     if not path.is_dir():
         raise ScaffoldError(f"{path} is a file, not a model folder with config.json", "resolve")
     data = _read_config_json(path)
     _require_trust(data, str(path), trust_remote_code)
-    config = _load_config(path, data, trust_remote_code, spec)
+    auto_map = _check_remote_code(data, Origin(path.resolve()), allowed, str(path))
+    config = _load_config(path, data, trust_remote_code, spec, auto_map)
     return ResolvedTarget(
         spec=spec,
         kind="local",
@@ -143,10 +172,13 @@ def _resolve_local(spec: str, path: Path, *, trust_remote_code: bool) -> Resolve
         model_dir=path.resolve(),
         trust_remote_code=trust_remote_code,
         remote_code_files=sorted(p.name for p in path.glob("*.py")),
+        allow_remote_code_from=allowed,
     )
 
 
-def _resolve_hub(spec: str, *, trust_remote_code: bool, revision: str | None) -> ResolvedTarget:
+def _resolve_hub(
+    spec: str, *, trust_remote_code: bool, revision: str | None, allowed: tuple[str, ...]
+) -> ResolvedTarget:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
         GatedRepoError,
@@ -176,7 +208,8 @@ def _resolve_hub(spec: str, *, trust_remote_code: bool, revision: str | None) ->
         raise ScaffoldError(f"cannot fetch '{spec}' from the Hub: {first_line(exc)}", "resolve") from exc
     data = _read_config_json(folder)
     _require_trust(data, f"Hub repo '{spec}'", trust_remote_code)
-    config = _load_config(folder, data, trust_remote_code, spec)
+    auto_map = _check_remote_code(data, Origin(folder, spec), allowed, f"Hub repo '{spec}'")
+    config = _load_config(folder, data, trust_remote_code, spec, auto_map, revision)
     return ResolvedTarget(
         spec=spec,
         kind="hub",
@@ -186,4 +219,5 @@ def _resolve_hub(spec: str, *, trust_remote_code: bool, revision: str | None) ->
         trust_remote_code=trust_remote_code,
         revision=revision,
         remote_code_files=sorted(p.name for p in folder.glob("*.py")),
+        allow_remote_code_from=allowed,
     )

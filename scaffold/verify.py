@@ -32,11 +32,23 @@ def find_test(generated_dir: Path) -> Path:
 
 
 def run_generated_test(
-    generated_dir: Path, *, checkout: Path | None = None, real: bool = False, timeout: int = 1800
+    generated_dir: Path,
+    *,
+    checkout: Path | None = None,
+    real: bool = False,
+    timeout: int = 1800,
+    allow_remote_code_from: list[str] | None = None,
 ) -> Verdict:
-    """Run ``test_<slug>.py`` in a subprocess, through the plugin or a patched checkout."""
+    """Run ``test_<slug>.py`` in a subprocess, through the plugin or a patched checkout.
+
+    ``allow_remote_code_from`` reaches the test's own target resolution through the environment.
+    """
+    from scaffold.remote_code import ALLOW_ENV
+
     test = find_test(generated_dir)
     env = dict(os.environ)
+    if allow_remote_code_from:
+        env[ALLOW_ENV] = " ".join(allow_remote_code_from)
     if checkout is not None:
         if not (checkout / "auto_round").is_dir():
             raise ScaffoldError(f"{checkout} is not an AutoRound checkout (no auto_round/ folder)", "verify")
