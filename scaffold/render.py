@@ -23,8 +23,9 @@ from typing import Any
 
 from scaffold.errors import ScaffoldError
 from scaffold.plan import Plan, TodoItem
+from scaffold.resources import template_path
 
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates" / "adaptation"
+ADAPTATION_TEMPLATE = "adaptation"  # under the installed templates (scaffold.resources)
 TODO_MARK = "TODO(scaffold)"
 CHECKOUT_DIR = "autoround"  # plan.files go under <out>/autoround/<path in the checkout>
 INSPECT_FILE = "inspect.json"
@@ -85,9 +86,10 @@ def _dump(data: Any) -> str:
 def _copy_template(folder: Path, answers: dict[str, Any], data: dict[str, Any]) -> None:
     import copier
 
+    template = template_path(ADAPTATION_TEMPLATE)
     try:
         copier.run_copy(
-            str(TEMPLATE_DIR),
+            str(template),
             str(folder),
             data={**answers, **data},
             defaults=True,
@@ -96,7 +98,7 @@ def _copy_template(folder: Path, answers: dict[str, Any], data: dict[str, Any]) 
             quiet=True,
         )
     except Exception as exc:  # noqa: BLE001 - a template error is one line for the user
-        raise ScaffoldError(f"rendering {TEMPLATE_DIR.name} failed: {type(exc).__name__}: {exc}", "render") from exc
+        raise ScaffoldError(f"rendering {template.name} failed: {type(exc).__name__}: {exc}", "render") from exc
 
 
 def _relative_template_path(answers_file: Path, final: Path) -> None:
@@ -105,9 +107,10 @@ def _relative_template_path(answers_file: Path, final: Path) -> None:
     ``copier recopy`` run from inside the output folder finds the template through it.
     """
     if answers_file.is_file():
-        relative = Path(os.path.relpath(TEMPLATE_DIR.resolve(), final)).as_posix()
+        template = template_path(ADAPTATION_TEMPLATE)
+        relative = Path(os.path.relpath(template.resolve(), final)).as_posix()
         text = answers_file.read_text(encoding="utf-8").replace(
-            f"_src_path: {TEMPLATE_DIR.resolve()}", f"_src_path: {relative}"
+            f"_src_path: {template.resolve()}", f"_src_path: {relative}"
         )
         answers_file.write_text(text, encoding="utf-8")
 

@@ -8,22 +8,21 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import jinja2
 
 from scaffold.import_block import format_imports
+from scaffold.resources import template_path
 from scaffold.versions import stack_versions
 
-TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates" / "generators"
 TODO = "TODO(scaffold)"
 
 
 @functools.cache
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
+        loader=jinja2.FileSystemLoader(str(template_path("generators"))),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
