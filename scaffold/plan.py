@@ -112,3 +112,4 @@ class Plan:
     items: list[PlanItem] = field(default_factory=list)
     plugin_parts: list[CodeBlock] = field(default_factory=list)  # code the runtime plugin includes, in order
     test_data: dict[str, Any] = field(default_factory=dict)  # facts the generated test checks
+    autoround_version: str = ""  # the auto-round the edits were made for (installed, or the patched checkout)

@@ -370,3 +370,128 @@ def test_patched_autoround_imports_and_registers(autoround_checkout: Path) -> No
         [sys.executable, "-c", code, str(autoround_checkout)], cwd=autoround_checkout, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_installed_source_tree_is_a_checkout(tmp_path: Path) -> None:
+    """The no-network fallback of conftest_patch: the installed package laid out as a patchable source tree."""
+    import auto_round
+
+    from scaffold.patch import read_autoround_version
+    from tests.conftest_patch import installed_source_tree
+
+    tree = installed_source_tree(tmp_path)
+    installed = Path(auto_round.__file__).parent.parent
+    assert read_autoround_version(tree) == AUTOROUND_VERSION
+    for relative in (REPLACE_MODULES, SPECIAL_MODEL_HANDLER, UTILS_COMMON, UTILS_MODEL):
+        assert (tree / relative).read_text() == (installed / relative).read_text()
+    assert not list(tree.rglob("*.pyc")) and (tree / "README.md").read_text().strip()
+    assert REPLACEMENT in apply_plan(full_plan(), tree, allow_dirty=True).written
+
+
+def _set_version(checkout: Path, version: str | None) -> None:
+    path = checkout / "auto_round" / "version.py"
+    if version is None:
+        path.unlink()
+    else:
+        path.write_text(f'__version__ = "{version}"\n')
+    commit_all(checkout, f"version {version}")
+
+
+@pytest.mark.parametrize("version, words", [("0.15.2", "is auto-round 0.15.2"), (None, "of unknown version")])
+def test_checkout_outside_the_supported_range_is_refused_unless_forced(autoround_checkout: Path, version, words):
+    from scaffold.patch import supported_range
+
+    assert supported_range() == "<0.18,>=0.16"  # pyproject's auto-round requirement, read from the metadata
+    _set_version(autoround_checkout, version)
+    for kwargs in ({}, {"dry_run": True}, {"check": True}):
+        with pytest.raises(ScaffoldError) as info:
+            apply_plan(small_plan(), autoround_checkout, **kwargs)
+        message = info.value.one_line()
+        assert words in message and "outside the range this tool supports (auto-round<0.18,>=0.16)" in message
+        assert "--force" in message
+    assert git(autoround_checkout, "status", "--porcelain", "--untracked-files=all") == ""
+
+    forced = apply_plan(small_plan(), autoround_checkout, force=True)
+    assert REPLACEMENT in forced.written and "patched anyway (--force)" in forced.version_note
+
+
+def test_cli_patch_refuses_an_unsupported_checkout_in_one_line(autoround_checkout: Path, tmp_path: Path) -> None:
+    _set_version(autoround_checkout, "0.18.0")
+    generated = tmp_path / "generated"
+    save_plan(small_plan(), generated / "edits.json")
+    result = CliRunner().invoke(app, ["patch", str(generated), "--autoround", str(autoround_checkout)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    (line,) = [line for line in result.output.splitlines() if line.strip()]
+    assert "is auto-round 0.18.0, outside the range" in line
+    assert not (generated / "autoround.patch").exists()
+    forced = CliRunner().invoke(app, ["patch", str(generated), "--autoround", str(autoround_checkout), "--force"])
+    assert forced.exit_code == 0 and "patched anyway (--force)" in forced.output
+
+
+def test_edits_record_the_autoround_version_they_were_made_for(autoround_checkout: Path, tmp_path: Path) -> None:
+    plan = small_plan()
+    plan.autoround_version = "0.16.0"
+    path = save_plan(plan, tmp_path / "edits.json")
+    assert json.loads(path.read_text())["autoround_version"] == "0.16.0" and load_plan(path) == plan
+    result = CliRunner().invoke(app, ["patch", str(path), "--autoround", str(autoround_checkout), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "the edits were made for auto-round 0.16.0" in result.output
+
+
+def test_keyboard_interrupt_between_file_swaps_undoes_everything(autoround_checkout: Path, monkeypatch) -> None:
+    import scaffold.patch.apply as apply_module
+
+    new_folder_file = "auto_round/modeling/tiny_moe_pkg/__init__.py"  # its folder must disappear too
+    plan = full_plan()
+    plan.files.append(GeneratedFile(new_folder_file, '"""tiny_moe."""\n'))
+    real_replace = apply_module.os.replace
+    calls: list[str] = []
+
+    def replace_then_interrupt(source, target):
+        calls.append(str(target))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        real_replace(source, target)
+
+    monkeypatch.setattr(apply_module.os, "replace", replace_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        apply_plan(plan, autoround_checkout)
+
+    assert len(calls) == 3  # two files were swapped in before the interrupt
+    assert git(autoround_checkout, "status", "--porcelain", "--untracked-files=all", "--ignored") == ""
+    assert not (autoround_checkout / new_folder_file).parent.exists()
+
+
+def test_interrupt_while_staging_leaves_no_temporary_file_nor_folder(autoround_checkout: Path, monkeypatch) -> None:
+    import scaffold.patch.apply as apply_module
+
+    plan = full_plan()
+    plan.files.append(GeneratedFile("auto_round/modeling/tiny_moe_pkg/__init__.py", '"""tiny_moe."""\n'))
+    real_copymode = apply_module.shutil.copymode
+    calls: list[str] = []
+
+    def copymode_then_interrupt(source, target):
+        calls.append(str(target))
+        if len(calls) == 2:  # after the new folder was made (files are staged in sorted order)
+            raise KeyboardInterrupt
+        real_copymode(source, target)
+
+    monkeypatch.setattr(apply_module.shutil, "copymode", copymode_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        apply_plan(plan, autoround_checkout)
+    assert "special_model_handler.py" in calls[-1]
+    assert git(autoround_checkout, "status", "--porcelain", "--untracked-files=all", "--ignored") == ""
+    assert not (autoround_checkout / "auto_round/modeling/tiny_moe_pkg").exists()
+
+
+def test_untracked_file_at_a_target_path_is_dirty(autoround_checkout: Path) -> None:
+    (autoround_checkout / "notes.txt").write_text("an untracked file elsewhere does not matter\n")
+    untracked = autoround_checkout / REPLACEMENT
+    untracked.write_text("# someone's own work, never committed\n")
+
+    with pytest.raises(ScaffoldError, match=r"uncommitted changes \(auto_round/modeling/fused_moe/tiny_moe.py"):
+        apply_plan(small_plan(), autoround_checkout, force=True)
+    assert untracked.read_text() == "# someone's own work, never committed\n"
+
+    untracked.unlink()
+    assert REPLACEMENT in apply_plan(small_plan(), autoround_checkout).written

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import ast
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 from scaffold.errors import ScaffoldError
+from scaffold.patch.checkout import check_checkout, read_autoround_version, require_clean_tree
 from scaffold.patch.diff import combined_diff
 from scaffold.patch.locate import Where
 from scaffold.patch.outcome import APPLIED, CONFLICT, PRESENT, REPLACED, SKIPPED, EditStatus, PatchResult
@@ -17,20 +16,9 @@ from scaffold.patch.serialize import PATCH_FILE
 from scaffold.patch.source_edit import edit_source
 from scaffold.plan import Edit, Plan
 
-VERSION_FILE = "auto_round/version.py"
+__all__ = ["apply_plan", "read_autoround_version", "require_clean_tree", "write_all", "write_patch"]
+
 Changes = dict[str, tuple[str | None, str]]  # path -> (old text or None for a new file, new text)
-
-
-def read_autoround_version(checkout: Path) -> str:
-    """``__version__`` of the AutoRound checkout (from ``auto_round/version.py``), or ``"unknown"``."""
-    path = checkout / VERSION_FILE
-    if not path.is_file():
-        return "unknown"
-    for node in ast.parse(path.read_text(encoding="utf-8")).body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__version__" for t in node.targets):
-            if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
-                return node.value.value
-    return "unknown"
 
 
 def _read(path: Path) -> str:
@@ -96,58 +84,48 @@ def _readme_rows(plan: Plan, checkout: Path, changes: Changes) -> list[EditStatu
     return statuses
 
 
-def require_clean_tree(checkout: Path) -> None:
-    """Raise unless ``checkout`` is a git work tree without uncommitted changes to tracked files."""
-    try:
-        status = subprocess.run(
-            ["git", "-C", str(checkout), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    except FileNotFoundError:
-        raise ScaffoldError("git is not installed; pass --allow-dirty to patch without it", "patch") from None
-    if status.returncode != 0:
-        raise ScaffoldError(f"{checkout} is not a git work tree", "patch", hint="pass --allow-dirty to patch it anyway")
-    if status.stdout.strip():
-        files = ", ".join(line[3:] for line in status.stdout.splitlines()[:3])
-        raise ScaffoldError(
-            f"{checkout} has uncommitted changes ({files})",
-            "patch",
-            hint="commit or stash them, or pass --allow-dirty",
-        )
+def _make_parents(target: Path, made: list[Path]) -> None:
+    """Create the missing folders above ``target``, recording them (outermost first) in ``made``."""
+    missing = [folder for folder in target.parents if not folder.exists()]
+    for folder in reversed(missing):
+        folder.mkdir()
+        made.append(folder)
 
 
 def write_all(checkout: Path, changes: Changes) -> list[str]:
-    """Write every change or none: stage temporary files first, then swap them in, undoing on failure."""
+    """Write every change or none: stage temporary files first, then swap them in.
+
+    On any exception, KeyboardInterrupt included, the swapped files are restored, temporary files and new
+    folders removed, and the exception goes on (an ``OSError`` as a one-line :class:`ScaffoldError`).
+    """
     staged: list[tuple[Path, Path]] = []
+    made: list[Path] = []
+    done: list[Path] = []
     try:
         for relative, (_old, new) in sorted(changes.items()):
             target = checkout / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
+            _make_parents(target, made)
             temporary = target.with_name(f".{target.name}.scaffold-tmp")
+            staged.append((temporary, target))
             with open(temporary, "w", encoding="utf-8", newline="") as handle:
                 handle.write(new)
             if target.exists():
                 shutil.copymode(target, temporary)
-            staged.append((temporary, target))
-        done: list[Path] = []
-        try:
-            for temporary, target in staged:
-                os.replace(temporary, target)
-                done.append(target)
-        except OSError:
-            _undo(checkout, changes, done)
-            raise
-    except OSError as exc:
-        raise ScaffoldError(f"writing the patch failed, nothing was changed: {exc}", "patch") from None
+        for temporary, target in staged:
+            os.replace(temporary, target)
+            done.append(target)
+    except BaseException as exc:
+        _undo(checkout, changes, done, made)
+        if isinstance(exc, OSError):
+            raise ScaffoldError(f"writing the patch failed, nothing was changed: {exc}", "patch") from None
+        raise
     finally:
         for temporary, _target in staged:
             temporary.unlink(missing_ok=True)
     return sorted(changes)
 
 
-def _undo(checkout: Path, changes: Changes, done: list[Path]) -> None:
+def _undo(checkout: Path, changes: Changes, done: list[Path], made: list[Path]) -> None:
     by_path = {checkout / relative: old for relative, (old, _new) in changes.items()}
     for target in done:
         old = by_path[target]
@@ -156,6 +134,11 @@ def _undo(checkout: Path, changes: Changes, done: list[Path]) -> None:
         else:
             with open(target, "w", encoding="utf-8", newline="") as handle:
                 handle.write(old)
+    for temporary in (target.with_name(f".{target.name}.scaffold-tmp") for target in by_path):
+        temporary.unlink(missing_ok=True)
+    for folder in reversed(made):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def apply_plan(
@@ -172,22 +155,22 @@ def apply_plan(
 
     Everything is computed in memory first. Nothing is written with ``dry_run`` or ``check``, when an
     edit conflicts with what the checkout has (unless ``force``), or when there is nothing to change.
-    Writing needs a clean git tree unless ``allow_dirty``.
+    A checkout outside the supported auto-round range (or of unknown version) is refused unless ``force``.
+    Writing needs a clean git tree (no untracked file where the patch writes either) unless ``allow_dirty``.
     """
     checkout = Path(checkout)
-    if not (checkout / "auto_round").is_dir():
-        raise ScaffoldError(f"{checkout} is not an AutoRound checkout (no auto_round/ package)", "patch")
-    version = read_autoround_version(checkout)
+    version, version_note = check_checkout(checkout, force=force)
     changes: Changes = {}
     statuses = _plan_files(plan, checkout, force, changes)
     statuses += _plan_edits(plan, checkout, version, force, changes)
     if readme:
         statuses += _readme_rows(plan, checkout, changes)
-    result = PatchResult(checkout, version, combined_diff(changes), statuses)
+    result = PatchResult(checkout, version, combined_diff(changes), statuses, version_note=version_note)
+    result.targets = sorted(changes)
     if dry_run or check or result.blocked or not changes:
         return result
     if not allow_dirty:
-        require_clean_tree(checkout)
+        require_clean_tree(checkout, result.targets)
     result.written = write_all(checkout, changes)
     return result
 

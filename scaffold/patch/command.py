@@ -15,8 +15,14 @@ from scaffold.plan import Plan
 _STYLE = {APPLIED: "green", REPLACED: "yellow", PRESENT: "dim", CONFLICT: "red"}
 
 
-def print_result(result: PatchResult, console: Console, *, show_diff: bool = False) -> None:
-    console.print(f"AutoRound {result.autoround_version} at {result.checkout}")
+def print_result(
+    result: PatchResult, console: Console, *, show_diff: bool = False, made_for: str | None = None
+) -> None:
+    console.print(f"AutoRound {result.autoround_version} at {result.checkout}", highlight=False)
+    if made_for and made_for != result.autoround_version:
+        console.print(f"note: the edits were made for auto-round {made_for}", style="yellow", highlight=False)
+    if result.version_note:
+        console.print(f"note: {result.version_note}", style="yellow", markup=False, highlight=False)
     for status in result.statuses:
         style = _STYLE.get(status.status, "cyan")
         unwritten = status.status in CHANGING and not result.written
@@ -41,12 +47,12 @@ def run_patch(
     """Apply ``plan`` to ``checkout`` for the CLI and return the exit code.
 
     0: done (or nothing to do); 1: ``check`` found pending changes. Conflicts without ``force`` raise
-    :class:`ScaffoldError` (exit 2) after the statuses are printed. ``patch_dir`` receives
-    ``autoround.patch`` (not with ``check``).
+    :class:`ScaffoldError` (exit 2) after the statuses are printed, as does a checkout outside the supported
+    auto-round range (before anything). ``patch_dir`` receives ``autoround.patch`` (not with ``check``).
     """
     console = console or Console()
     result = apply_plan(plan, checkout, dry_run=dry_run, check=check, force=force, allow_dirty=allow_dirty)
-    print_result(result, console, show_diff=show_diff or dry_run)
+    print_result(result, console, show_diff=show_diff or dry_run, made_for=plan.autoround_version)
     if result.blocked:
         where = ", ".join(status.where for status in result.conflicts)
         message = f"{len(result.conflicts)} conflicting edit(s), nothing written: {where}"

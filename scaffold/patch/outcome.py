@@ -43,6 +43,8 @@ class PatchResult:
     diff: str
     statuses: list[EditStatus] = field(default_factory=list)
     written: list[str] = field(default_factory=list)  # relative paths written to the checkout
+    targets: list[str] = field(default_factory=list)  # relative paths the plan changes (written or not)
+    version_note: str = ""  # set when --force let an unsupported auto-round version through
 
     @property
     def conflicts(self) -> list[EditStatus]:

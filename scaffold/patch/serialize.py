@@ -73,6 +73,7 @@ def plan_from_json(data: dict[str, Any]) -> Plan:
         items=[_build(PlanItem, item, "plan item") for item in data.get("items", [])],
         plugin_parts=[_build(CodeBlock, item, "code block") for item in data.get("plugin_parts", [])],
         test_data=dict(data.get("test_data", {})),
+        autoround_version=str(data.get("autoround_version", "")),
     )
 
 
