@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-SCHEMA_VERSION = "1.0"
+from scaffold.precision import STRUCTURAL_PRECISION
+
+SCHEMA_VERSION = "1.1"  # 1.1: inconclusive, precision (and host in the CLI's --json output)
 
 
 class Severity(str, Enum):
@@ -95,6 +97,9 @@ class InspectReport:
     dynamic: bool  # whether dynamic probes ran on a tiny instance
     tiny: dict[str, Any] = field(default_factory=dict)  # what the tiny instance was shrunk to
     notes: list[str] = field(default_factory=list)
+    # why dynamic probes could not run (the tiny instance failed to build): the verdict is then inconclusive
+    inconclusive: str | None = None
+    precision: str = STRUCTURAL_PRECISION  # what the replay and equivalence probes computed in, on every machine
     schema_version: str = SCHEMA_VERSION
 
     @property
@@ -117,6 +122,7 @@ class InspectReport:
     def from_json(cls, data: dict[str, Any]) -> InspectReport:
         data = dict(data)
         data.pop("model_share", None)
+        data.pop("host", None)  # the CLI's --json adds the host's precision; not part of the report
         data["findings"] = [Finding.from_dict(f) for f in data["findings"]]
         data["coverage"] = [StackCoverage(**{k: v for k, v in c.items() if k != "share"}) for c in data["coverage"]]
         return cls(**data)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from scaffold import autoround_api
 from scaffold.build import build_meta, count_modules, count_parameters
-from scaffold.context import InspectContext
+from scaffold.context import InspectContext, tiny_or_none
 from scaffold.errors import ScaffoldError, first_line
 from scaffold.findings import Finding, InspectReport
 from scaffold.modes import FAILURE_MODES
@@ -47,6 +47,8 @@ def inspect_with_context(
 
     ctx = load_context(target, group_size=group_size, dynamic=dynamic)
     findings = run_detectors(ctx)
+    if dynamic:
+        tiny_or_none(ctx)  # every dynamic verdict needs it: a build failure makes the report inconclusive
     tiny_info: dict = {}
     if ctx._tiny is not None:
         tiny_info = ctx._tiny.describe()
@@ -65,5 +67,6 @@ def inspect_with_context(
         dynamic=ctx._tiny is not None,
         tiny=tiny_info,
         notes=ctx.notes,
+        inconclusive=f"the tiny instance could not be built: {ctx._tiny_error}" if ctx._tiny_error else None,
     )
     return report, ctx

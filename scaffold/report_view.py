@@ -112,7 +112,10 @@ def print_report(report: InspectReport, console: Console) -> None:
     for note in report.notes:
         console.print(f"[dim]note:[/dim] {note}")
     problems = report.problems
+    console.print(f"[dim]probes computed in {report.precision}, whatever AutoRound tunes in on this machine[/dim]")
     if problems:
         console.print(f"[bold red]{len(problems)} problem(s)[/bold red]: run `scaffold new-arch` to generate fixes")
+    elif report.inconclusive:
+        console.print(f"[bold yellow]inconclusive[/bold yellow]: {report.inconclusive}; no dynamic probe ran")
     else:
         console.print("[bold green]nothing to fix[/bold green]: AutoRound handles this architecture as is")

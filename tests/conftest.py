@@ -26,6 +26,16 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"AutoRound precision: {host_precision().line()}"
 
 
+@pytest.fixture(scope="module", params=["off", "on"], ids=["bf16-off", "bf16-on"])
+def autoround_bf16(request: pytest.FixtureRequest):
+    """Run a module's tests twice: AutoRound's CPU bf16 check answering off, then on (amp in bf16 autocast, as on
+    CUDA and most x86 servers). Subprocesses (generated tests) inherit ``$SCAFFOLD_AUTOROUND_BF16``."""
+    from scaffold.precision import simulated_bf16
+
+    with simulated_bf16(request.param == "on"):
+        yield request.param
+
+
 ARCHS_DIR = Path(__file__).parent / "archs"
 
 
