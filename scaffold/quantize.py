@@ -22,10 +22,12 @@ import math
 import re
 import time
 import traceback
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from scaffold.checkpoint_keys import KeyMapper, key_mapper
 
 if TYPE_CHECKING:
     from torch import nn
@@ -53,6 +55,7 @@ class QuantRun:
     layer_config: dict[str, Any] = field(default_factory=dict)  # what quantize() returned (not proof)
     # name -> shape of every parameter BEFORE quantization (AutoRound packs the model in place)
     original_params: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    amp_dtype: str | None = None  # the dtype AutoRound tuned in ("bfloat16" with amp on, "float32" off)
     amp_dtype: str | None = None  # what AutoRound tuned in: "bfloat16" (amp on) | "float32" (amp off)
 
     @property
@@ -163,6 +166,7 @@ def run_autoround(
     # AutoRound calls gc.collect() around every block; in a long-lived process (a test session) each call walks
     # every object alive. Freezing what exists now keeps those calls cheap; unfrozen again below.
     gc.freeze()
+    rounder = None
     try:
         rounder = AutoRound(
             model,
@@ -193,6 +197,7 @@ def run_autoround(
     finally:
         gc.unfreeze()
         run.seconds = time.perf_counter() - start
+        run.amp_dtype = _amp_dtype(rounder)
         logger.removeHandler(collector)
         for record in collector.records:
             message = record.getMessage()
@@ -201,6 +206,13 @@ def run_autoround(
             if any(pattern.search(message) for pattern in _SUMMARY_PATTERNS):
                 run.summary_lines.append(message)
     return run
+
+
+def _amp_dtype(rounder: Any) -> str | None:
+    """The dtype an ``AutoRound(...)`` instance tunes in (None before it decided, or without one)."""
+    context = getattr(rounder, "model_context", None)
+    dtype = getattr(context, "amp_dtype", None) if context is not None else getattr(rounder, "amp_dtype", None)
+    return str(dtype).removeprefix("torch.") if dtype is not None else None
 
 
 def _quantization_config(export_dir: Path) -> dict[str, Any]:
@@ -267,30 +279,18 @@ def count_packed(export_dir: str | Path) -> PackedCount:
     return PackedCount(packed, packed_shapes, plain, default_bits, int(qconfig.get("group_size", 128)))
 
 
-def _canonical_names(model: nn.Module, names: Iterable[str]) -> dict[str, str]:
-    """Map export module names saved under legacy checkpoint keys back to the model's names."""
-    names = list(names)
-    try:
-        from transformers.conversion_mapping import get_model_conversion_mapping
-        from transformers.core_model_loading import WeightRenaming, apply_renamings
+class ParamShapes(dict):
+    """Name -> shape of every parameter of a model, with the rules mapping its checkpoint keys to those names."""
 
-        renamings = [t for t in get_model_conversion_mapping(model) if isinstance(t, WeightRenaming)]
-    except Exception:  # noqa: BLE001 - transformers 4.x has no conversion mapping
-        return {name: name for name in names}
-    if not renamings:
-        return {name: name for name in names}
-    mapped = {}
-    for name in names:
-        try:
-            mapped[name] = apply_renamings(f"{name}.qweight", renamings)[: -len(".qweight")]
-        except Exception:  # noqa: BLE001 - keep the name when a renaming does not apply
-            mapped[name] = name
-    return mapped
+    def __init__(self, shapes: Mapping[str, tuple[int, ...]] = (), checkpoint_keys: KeyMapper | None = None):
+        super().__init__(shapes)
+        self.checkpoint_keys = checkpoint_keys or KeyMapper()
 
 
-def parameter_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
+def parameter_shapes(model: nn.Module) -> ParamShapes:
     """Name -> shape of every parameter; take it before quantizing, since AutoRound packs in place."""
-    return {name: tuple(param.shape) for name, param in model.named_parameters()}
+    shapes = {name: tuple(param.shape) for name, param in model.named_parameters()}
+    return ParamShapes(shapes, key_mapper(model, shapes))
 
 
 def block_weights(
@@ -338,19 +338,21 @@ def block_coverage(
 
     A packed module counts for the deepest owning module that equals it or contains it, so experts
     unfused into ``experts.3.gate_proj`` still count for the original fused ``experts`` parameters.
-    Packed modules inside the blocks that match no counted weight, or whose name the model does not
-    have at all (legacy checkpoint names that could not be mapped back), are listed in ``unmatched_packed``.
+    Export names go through the model's load-direction key rules first (:mod:`scaffold.checkpoint_keys`;
+    ``model`` given as :func:`parameter_shapes` carries them, a plain mapping has none). Packed modules inside
+    the blocks that match no counted weight, or whose name the model does not have at all (checkpoint names no
+    rule maps back), are listed in ``unmatched_packed``: reported, never dropped.
     """
-    owners = block_weights(model, block_names, exclude)
     shapes = model if isinstance(model, Mapping) else parameter_shapes(model)
+    owners = block_weights(shapes, block_names, exclude)
+    keys = shapes.checkpoint_keys if isinstance(shapes, ParamShapes) else KeyMapper()
     known_modules = {name.rpartition(".")[0] for name in shapes}
     covered = dict.fromkeys(owners, 0)
-    names = _canonical_names(model, packed.packed) if not isinstance(model, Mapping) else {n: n for n in packed.packed}
     unmatched: list[str] = []
     by_depth = sorted(owners, key=lambda owner: owner.count("."), reverse=True)
     prefixes = _flatten(block_names)
     for export_name, params in packed.packed.items():
-        name = names[export_name]
+        name = keys.module_name(export_name)
         owner = next((o for o in by_depth if name == o or name.startswith(o + ".")), None)
         if owner is None:
             if any(name.startswith(p + ".") for p in prefixes) or name not in known_modules:

@@ -158,3 +158,76 @@ def test_run_autoround_captures_sys_exit(monkeypatch, tmp_path):
     run = run_autoround(torch.nn.Linear(4, 4), None, ["w"], tmp_path, raise_errors=False)
     assert not run.ok and run.error_type == "SystemExit"
     assert "this model has not been supported" in run.warnings
+
+
+def _stock_export(model: torch.nn.Module, tokenizer, out_dir):
+    from scaffold.survey.worker import STOCK_GROUP_SIZE, STOCK_SETTINGS, text_block_names
+    from scaffold.tiny.tokenizer import calibration_texts
+
+    blocks, ignored = text_block_names(model)
+    torch.manual_seed(0)
+    settings = {**STOCK_SETTINGS, "iters": 0}
+    run = run_autoround(model, tokenizer, calibration_texts(), out_dir, group_size=STOCK_GROUP_SIZE, **settings)
+    packed = count_packed(run.export_dir)
+    return run, packed, block_coverage(run.original_params, packed, blocks, exclude=ignored)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_type", ["mixtral", "exaone"])
+def test_exports_saved_under_checkpoint_keys_count_in_full(model_type, tmp_path):
+    """transformers 5 saves these under their checkpoint's legacy keys; every packed tensor maps back."""
+    from scaffold.resolve import resolve_target
+    from scaffold.testkit import tokenizer_for
+    from scaffold.tiny.builder import build_tiny
+
+    tiny = build_tiny(resolve_target(f"transformers:{model_type}").config)
+    run, packed, coverage = _stock_export(tiny.model, tokenizer_for(tiny), tmp_path / "export")
+    saved_elsewhere = [name for name in packed.packed if f"{name}.weight" not in run.original_params]
+    assert saved_elsewhere  # the case this test is about
+    assert coverage.unmatched_packed == []
+    assert coverage.share == 1.0, coverage.unquantized
+
+
+@pytest.mark.slow
+@pytest.mark.tf4
+def test_remote_code_export_counts_in_full(arch_loader, make_tokenizer, tmp_path, monkeypatch):
+    """Remote code has no conversion rules: its export keeps the model's names and every packed tensor counts."""
+    from auto_round import special_model_handler
+
+    monkeypatch.setitem(special_model_handler.SPECIAL_SHARED_CACHE_KEYS, "ScafAliForCausalLM", ("position_bias",))
+    model = arch_loader("shared_tensor")
+    run, packed, coverage = _stock_export(model, make_tokenizer(), tmp_path / "export")
+    name = "model.layers.0.self_attn.q_proj"
+    assert run.original_params.checkpoint_keys.module_name(name) == name
+    assert all(f"{name}.weight" in run.original_params for name in packed.packed)
+    assert coverage.unmatched_packed == [] and packed.packed_modules > 0
+    assert coverage.share == 1.0, coverage.unquantized
+
+
+@pytest.mark.tf4
+def test_transformers4_rules_map_checkpoint_keys_in_the_load_direction():
+    from scaffold.checkpoint_keys import _transformers4_mapper
+
+    class Legacy(torch.nn.Module):
+        _checkpoint_conversion_mapping = {r"^model\.(?!language_model)": "model.language_model."}
+
+        @staticmethod
+        def _fix_state_dict_key_on_load(key):
+            return key.replace("LayerNorm.gamma", "LayerNorm.weight"), "gamma" in key
+
+    keys = _transformers4_mapper(Legacy())
+    assert keys.module_name("model.layers.0.mlp.fc1") == "model.language_model.layers.0.mlp.fc1"
+    assert keys.model_key("lm_head.weight") == "lm_head.weight"
+    assert keys.model_key("model.LayerNorm.gamma") == "model.language_model.LayerNorm.weight"
+    assert _transformers4_mapper(torch.nn.Module()).rename is None
+
+
+@pytest.mark.tf4
+def test_packed_tensors_no_rule_maps_are_reported():
+    from scaffold.checkpoint_keys import KeyMapper
+    from scaffold.quantize import PackedCount, ParamShapes
+
+    shapes = ParamShapes({"model.layers.0.q.weight": (8, 8)}, KeyMapper(lambda key: key.replace("h.", "layers.")))
+    packed = PackedCount({"model.h.0.q": 64, "model.blocks.0.k": 64}, {}, {}, bits=4, group_size=128)
+    coverage = block_coverage(shapes, packed, ["model.layers"])
+    assert coverage.share == 1.0 and coverage.unmatched_packed == ["model.blocks.0.k"]
