@@ -174,7 +174,7 @@ def patch(
         check=check,
         force=force,
         allow_dirty=allow_dirty,
-        patch_dir=None if check else generated_dir,
+        patch_dir=None if check else generated_dir if generated_dir.is_dir() else generated_dir.parent,
         console=console,
     )
     raise typer.Exit(code)
@@ -225,7 +225,7 @@ def new_arch(
     if not result.report.problems:
         table.add_row("-", "ok", "nothing to generate", "-")
     console.print(table)
-    where = "would be written to" if dry_run else "written to"
+    where = "would be written to" if dry_run or check else "written to"
     console.print(f"{len(result.rendered.files)} files {where} {result.rendered.out}")
     if result.prediction:
         console.print(

@@ -17,6 +17,7 @@ from scaffold.errors import ScaffoldError
 from scaffold.findings import Finding, InspectReport, Mode, Severity
 from scaffold.generators import py_literal, py_str
 from scaffold.modes import by_mode
+from scaffold.patch.checkout import supported_range
 from scaffold.plan import DictEntry, HandlerBranch, Plan, PlanItem, SequenceItem, TopLevelFunction
 from scaffold.render import Rendered, render_folder
 from scaffold.resolve import ResolvedTarget
@@ -42,7 +43,7 @@ class NewArchResult:
 
 def build_plan(report: InspectReport, ctx: InspectContext | None = None) -> tuple[Plan, dict[int, list[PlanItem]]]:
     """Run the generator of every non-ok finding; also returns the plan items each finding produced."""
-    plan = Plan(model_type=report.model_type, model_class=report.model_class)
+    plan = Plan(model_type=report.model_type, model_class=report.model_class, autoround_version=_installed_autoround())
     items: dict[int, list[PlanItem]] = {}
     for index, finding in enumerate(report.findings):
         if finding.severity is Severity.OK:
@@ -61,6 +62,12 @@ def build_plan(report: InspectReport, ctx: InspectContext | None = None) -> tupl
             generator.generate(finding, plan, ctx)
         items[index] = plan.items[before:]
     return plan, items
+
+
+def _installed_autoround() -> str:
+    from scaffold.versions import package_version
+
+    return package_version("auto-round")
 
 
 def _generator(finding: Finding):
@@ -177,6 +184,8 @@ def report_data(
         "prediction": prediction,
         "model_share_before": round(report.model_share(), 4),
         "notes": report.notes,
+        "edits_autoround_version": plan.autoround_version,
+        "autoround_range": supported_range(),
     }
 
 
@@ -266,22 +275,29 @@ def new_arch(
     from scaffold.inspection import inspect_with_context
 
     out = Path(out) if out is not None else Path("generated") / target.slug
-    if out.is_dir() and any(out.iterdir()) and not (force or dry_run):  # fail before the slow inspection
+    if out.is_dir() and any(out.iterdir()) and not (force or dry_run or check):  # --check writes nothing
         raise ScaffoldError(f"{out} already exists", "render", hint="pass --force to replace it")
+    if autoround is not None:
+        from scaffold.patch import check_checkout
+
+        check_checkout(Path(autoround), force=force)
     report, ctx = inspect_with_context(target, group_size=group_size, dynamic=True)
     plan, items = build_plan(report, ctx)
     prediction = predict(report, plan, ctx)
     extra: dict[str, str] = {}
     patch = None
-    if autoround is not None:
-        from scaffold.patch import apply_plan
+    if autoround is not None:  # every refusal (version, conflict, dirty tree) comes before anything is written
+        from scaffold.patch import apply_plan, require_clean_tree
 
         patch = apply_plan(plan, autoround, dry_run=True, force=force)
+        plan.autoround_version = patch.autoround_version
         if patch.blocked:
             first = patch.conflicts[0].one_line()
             raise ScaffoldError(f"{len(patch.conflicts)} edit(s) conflict with {autoround}: {first}", "patch")
         if patch.diff:
             extra["autoround.patch"] = patch.diff
+        if patch.targets and not (dry_run or check or allow_dirty):
+            require_clean_tree(Path(autoround), patch.targets)
     rendered = render_adaptation(
         report,
         plan,
@@ -292,7 +308,7 @@ def new_arch(
         group_size=group_size,
         extra_files=extra,
         use_ruff=use_ruff,
-        dry_run=dry_run,
+        dry_run=dry_run or check,
         force=force,
     )
     if autoround is not None and not (dry_run or check):
