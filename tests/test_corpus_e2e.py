@@ -18,6 +18,9 @@ from scaffold.inspection import inspect_target
 from scaffold.resolve import resolve_target
 from scaffold.verify import run_generated_test
 
+# AutoRound bf16 support simulated off, then on: the verdicts must not depend on the machine.
+pytestmark = pytest.mark.usefixtures("autoround_bf16")
+
 ARCHS = Path(__file__).parent / "archs"
 NAMES = sorted(p.name for p in ARCHS.iterdir() if (p / "expected.json").is_file())
 

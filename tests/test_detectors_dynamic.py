@@ -14,6 +14,9 @@ from scaffold.detectors.shared_cache_keys import split_problem
 from scaffold.findings import Finding, Mode, Severity
 from scaffold.probes import calibration_samples, find_stacks, same_value
 
+# AutoRound bf16 support simulated off, then on: the verdicts must not depend on the machine.
+pytestmark = pytest.mark.usefixtures("autoround_bf16")
+
 DETECTORS = (forward_coverage, shared_cache_keys, block_replay)
 
 
@@ -23,7 +26,7 @@ def run_all(ctx: InspectContext) -> list[Finding]:
 
 
 @pytest.fixture(scope="module")
-def arch_findings() -> dict[str, list[Finding]]:
+def arch_findings(autoround_bf16) -> dict[str, list[Finding]]:
     return {model_type: run_all(make_context(model_type)) for model_type in ARCHS}
 
 
