@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from typer.testing import CliRunner
@@ -89,25 +90,65 @@ def test_hub_id_offline_and_not_cached(tmp_path: Path, monkeypatch: pytest.Monke
     assert "not in the local Hugging Face cache" in info.value.one_line()
 
 
-def test_hub_id_from_cache_fetches_config_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """The real Hub code path, served from a local cache laid out as huggingface_hub writes it."""
-    cache = tmp_path / "hub"
-    repo = cache / "models--acme--tiny-llama"
-    commit = "0" * 40
-    snapshot = repo / "snapshots" / commit
-    snapshot.mkdir(parents=True)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(commit)
-    (snapshot / "config.json").write_text(json.dumps(LLAMA_CONFIG))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    import huggingface_hub.constants as constants
+HUB_REPO_FILES = {  # a Hub repository as its file listing shows it: weights, tokenizer, docs and code
+    "config.json": json.dumps(LLAMA_CONFIG),
+    "generation_config.json": "{}",
+    "model.safetensors": "weights",
+    "model-00001-of-00002.safetensors": "weights",
+    "pytorch_model.bin": "weights",
+    "model.safetensors.index.json": "{}",
+    "tokenizer.json": "{}",
+    "README.md": "# acme/tiny-llama",
+    "helper.py": "X = 1\n",
+    "extra/nested.bin": "weights",
+}
 
+
+@pytest.fixture
+def fake_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """Online mode against a fake Hub: huggingface_hub's own ``snapshot_download`` runs, the repo listing and
+    file downloads it asks for are served here and recorded (no network)."""
+    import huggingface_hub._snapshot_download as snapshot
+    import huggingface_hub.constants as constants
+    from huggingface_hub import HfApi
+    from huggingface_hub.hf_api import RepoFile
+
+    calls: dict = {"revisions": [], "downloads": []}
+    commit = "a" * 40
+    cache = tmp_path / "hub"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    target = resolve_target("acme/tiny-llama")
-    assert target.kind == "hub" and target.model_type == "llama"
-    assert not any(p.suffix in (".safetensors", ".bin") for p in target.model_dir.iterdir())
+
+    def repo_info(self, repo_id, *, revision=None, **kwargs):
+        calls["revisions"].append((repo_id, revision))
+        return SimpleNamespace(sha=commit)
+
+    def list_repo_tree(self, repo_id, *, revision=None, **kwargs):
+        assert revision == commit
+        for index, (path, text) in enumerate(HUB_REPO_FILES.items()):
+            yield RepoFile(path=path, size=len(text), oid=f"{index:040d}")
+
+    def hf_hub_download(repo_id, *, filename, revision, cache_dir, **kwargs):
+        calls["downloads"].append(filename)
+        path = Path(cache_dir) / f"models--{repo_id.replace('/', '--')}" / "snapshots" / revision / filename
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(HUB_REPO_FILES[filename])
+        return str(path)
+
+    monkeypatch.setattr(HfApi, "repo_info", repo_info)
+    monkeypatch.setattr(HfApi, "list_repo_tree", list_repo_tree)
+    monkeypatch.setattr(snapshot, "hf_hub_download", hf_hub_download)
+    return calls
+
+
+def test_hub_id_fetches_config_and_code_only(fake_hub: dict):
+    """The real Hub code path: only config.json, generation_config.json and *.py are requested, never weights."""
+    target = resolve_target("acme/tiny-llama", revision="v1.0")
+    assert target.kind == "hub" and target.model_type == "llama" and target.revision == "v1.0"
+    assert fake_hub["revisions"] == [("acme/tiny-llama", "v1.0")]  # the pinned revision
+    assert sorted(fake_hub["downloads"]) == ["config.json", "generation_config.json", "helper.py"]
+    assert sorted(p.name for p in target.model_dir.iterdir()) == ["config.json", "generation_config.json", "helper.py"]
 
 
 def test_every_command_has_help():
