@@ -194,7 +194,9 @@ def new_arch(
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Render and show the summary, write nothing.")] = False,
     check: Annotated[bool, typer.Option("--check", help="Exit 1 if the --autoround checkout lacks a change.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Replace the output folder / conflicting entries.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an output folder new-arch wrote / conflicting entries.")
+    ] = False,
     allow_dirty: Annotated[bool, typer.Option("--allow-dirty", help="Patch a tree with uncommitted changes.")] = False,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -232,8 +234,7 @@ def new_arch(
             f"predicted on the tiny instance: {result.prediction['layers']} packed layers, "
             f"{result.prediction['block_share']:.1%} of block weights"
         )
-    for todo in result.rendered.todos:
-        console.print(f"[yellow]TODO(scaffold)[/yellow] {todo.file}:{todo.line} {todo.text}", highlight=False)
+    _print_todos(result.rendered.todos)
     for note in result.notes:
         console.print(f"note: {note}", highlight=False)
     if result.patch is not None:
@@ -241,6 +242,59 @@ def new_arch(
         console.print(f"AutoRound checkout {autoround}: {written} files written" if written else "checkout unchanged")
         if check and result.patch.pending:
             raise typer.Exit(1)
+    if result.rendered.todos:  # a skeleton is not an adaptation yet
+        raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def update(
+    folder: Annotated[Path, typer.Argument(help="A folder `scaffold new-arch` wrote, tracked by git and committed.")],
+    trust_remote_code: TrustOpt = False,
+    allow_from: AllowFromOpt = None,
+    revision: RevisionOpt = None,
+    conflict: Annotated[
+        str, typer.Option("--conflict", help="How a conflict is shown: inline (merge markers) or rej (.rej files).")
+    ] = "inline",
+    verbose: VerboseOpt = False,
+) -> None:
+    """Render FOLDER again with the current tool, auto-round and transformers, keeping hand edits (3-way merge).
+
+    Exit 0: updated; 1: conflicts or TODO(scaffold) items remain; 2: bad input.
+    """
+    from scaffold.update import read_answers, require_clean_git, target_spec, update_adaptation
+
+    if conflict not in ("inline", "rej"):
+        raise ScaffoldError(f"--conflict must be inline or rej, not {conflict!r}", "update")
+    answers = read_answers(folder)
+    if answers.get("trust_remote_code") and not trust_remote_code:
+        raise ScaffoldError(
+            f"{folder} was generated from remote code", "update", hint="pass --trust-remote-code to run it again"
+        )
+    require_clean_git(folder)
+    resolved = _resolve(target_spec(folder, answers), trust_remote_code, revision, allow_from)
+    result = update_adaptation(folder, resolved, answers, conflict=conflict)
+    for path in result.changed:
+        console.print(f"updated {path}", highlight=False, soft_wrap=True)
+    for path in result.kept:
+        console.print(f"kept {path}: no longer generated, but edited by hand", highlight=False, soft_wrap=True)
+    if not result.changed:
+        console.print(f"{folder}: already up to date", highlight=False, soft_wrap=True)
+    for path in result.conflicts:
+        console.print(f"[red]conflict[/red] {path}: resolve it by hand", highlight=False, soft_wrap=True)
+    _print_todos(result.todos)
+    if result.conflicts or result.todos:
+        raise typer.Exit(1)
+
+
+def _print_todos(todos) -> None:
+    """The REPORT.md checklist on the terminal, then how many are left."""
+    from scaffold.render import todo_line
+
+    for todo in todos:
+        console.print(f"[yellow]TODO(scaffold)[/yellow] {todo_line(todo)}", highlight=False, soft_wrap=True)
+    if todos:
+        console.print(f"{len(todos)} to do by hand (REPORT.md checklist): finish them, then `scaffold verify`")
 
 
 @app.command()

@@ -19,7 +19,7 @@ from scaffold.generators import py_literal, py_str
 from scaffold.modes import by_mode
 from scaffold.patch.checkout import supported_range
 from scaffold.plan import DictEntry, HandlerBranch, Plan, PlanItem, SequenceItem, TopLevelFunction
-from scaffold.render import Rendered, render_folder
+from scaffold.render import Rendered, check_replaceable, render_folder
 from scaffold.resolve import ResolvedTarget
 from scaffold.runtime_plugin import plugin_source
 
@@ -217,8 +217,9 @@ def render_adaptation(
     use_ruff: bool | None = None,
     dry_run: bool = False,
     force: bool = False,
+    write_to: Path | None = None,
 ) -> Rendered:
-    """Render the adaptation folder for ``plan`` into ``out``."""
+    """Render the adaptation folder for ``plan`` into ``out`` (or ``write_to``, see :func:`render_folder`)."""
     from scaffold.versions import stack_versions
 
     versions = stack_versions()
@@ -256,6 +257,7 @@ def render_adaptation(
         use_ruff=use_ruff,
         dry_run=dry_run,
         force=force,
+        write_to=write_to,
     )
 
 
@@ -270,13 +272,17 @@ def new_arch(
     force: bool = False,
     allow_dirty: bool = False,
     use_ruff: bool | None = None,
+    write_to: Path | None = None,
 ) -> NewArchResult:
-    """Inspect ``target``, generate its adaptation into ``out`` (default ``generated/<slug>``), optionally patch."""
+    """Inspect ``target``, generate its adaptation into ``out`` (default ``generated/<slug>``), optionally patch.
+
+    ``write_to`` renders into that absent folder as if it were ``out`` (``scaffold update``).
+    """
     from scaffold.inspection import inspect_with_context
 
     out = Path(out) if out is not None else Path("generated") / target.slug
-    if out.is_dir() and any(out.iterdir()) and not (force or dry_run or check):  # --check writes nothing
-        raise ScaffoldError(f"{out} already exists", "render", hint="pass --force to replace it")
+    if write_to is None and not (dry_run or check):  # fail before the slow inspection; --check writes nothing
+        check_replaceable(out, force)
     if autoround is not None:
         from scaffold.patch import check_checkout
 
@@ -310,6 +316,7 @@ def new_arch(
         use_ruff=use_ruff,
         dry_run=dry_run or check,
         force=force,
+        write_to=write_to,
     )
     if autoround is not None and not (dry_run or check):
         from scaffold.patch import apply_plan

@@ -99,6 +99,7 @@ def run_stock(tiny: Any, out_dir: Path) -> tuple[str, str, float | None]:
 def run_fix(target: Any, out_dir: Path, deadline: float) -> tuple[str, str, int]:
     """``new-arch`` into ``out_dir`` and its generated test: (status, detail, TODO count)."""
     from scaffold.generate import new_arch
+    from scaffold.render import todo_line
     from scaffold.verify import run_generated_test
 
     try:
@@ -107,8 +108,8 @@ def run_fix(target: Any, out_dir: Path, deadline: float) -> tuple[str, str, int]
         return R.FAILED, f"new-arch: {_first_line(exc)}", 0
     todos = len(result.rendered.todos)
     if todos:
-        first = result.rendered.todos[0]
-        return R.NEEDS_HUMAN, f"{todos} TODO(scaffold), first {first.file}:{first.line} {first.text}"[:300], todos
+        first = todo_line(result.rendered.todos[0])
+        return R.NEEDS_HUMAN, f"{todos} TODO(scaffold), first {first}"[:300], todos
     left = max(10, int(deadline - time.monotonic()))
     try:
         verdict = run_generated_test(out_dir, timeout=left)
