@@ -11,7 +11,7 @@ from torch import nn
 from scaffold.coverage import scan_model
 from scaffold.linear_weights import LinearWeight, matches_any, shape_divisible
 from scaffold.moe_support import KNOWN_SPLITS, expert_matrices
-from scaffold.stacks import BlockStack
+from scaffold.stacks import BlockStack, stack_members
 
 
 @dataclass
@@ -113,9 +113,10 @@ def predict_after_fix(
     patterns = list(ignore_patterns)
     paths = [s if isinstance(s, str) else s.path if isinstance(s, BlockStack) else s["path"] for s in block_stacks]
     preds = [StackPrediction(path) for path in paths]
+    members = stack_members(model, paths)
     for weight in scan.weights:
         for pred in preds:
-            if weight.path.startswith(pred.stack + "."):
+            if any(weight.path.startswith(block + ".") for block in members[pred.stack]):
                 if weight.kind == "custom" and weight.name in scan.routers:
                     _add(pred, "router", weight.numel, 1)
                 else:

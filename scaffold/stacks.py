@@ -21,10 +21,16 @@ class BlockStack:
     path: str
     block_class: str  # "A" or "A|B" for hybrid stacks
     count: int
-    container: str  # ModuleList | Sequential | ModuleDict | numbered
+    container: str  # ModuleList | Sequential | ModuleDict | numbered | custom
     linear_params: int  # parameters in linear-like weights (2-D projections and 3-D experts)
     blocks: list[str] = field(default_factory=list)  # full block paths, in order
     modality: str = "text"  # text | vision | audio (from the path, like AutoRound's own keys)
+    partial: bool = False  # the container also holds other children (embedding, head): only ``blocks`` count
+    structural_only: bool = False  # a custom container: a stack only once the forward is seen to chain it
+
+    @property
+    def block_classes(self) -> list[str]:
+        return self.block_class.split("|")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -34,6 +40,7 @@ class BlockStack:
             "container": self.container,
             "linear_params": self.linear_params,
             "modality": self.modality,
+            **({"blocks": list(self.blocks), "partial": True} if self.partial else {}),
         }
 
 
@@ -73,14 +80,39 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
+def _is_block(path: str, module: nn.Module, with_linear: set[str]) -> bool:
+    """A block has structure (submodules) and linear weights; a bare layer is not a block."""
+    return bool(module._modules) and path in with_linear
+
+
+def _longest_run(children: list[tuple[str, nn.Module]], is_block: list[bool]) -> list[tuple[str, nn.Module]]:
+    """The longest run of consecutive blocks of one class (the decoder layers between embedding and head)."""
+    best: list[tuple[str, nn.Module]] = []
+    run: list[tuple[str, nn.Module]] = []
+    for (name, child), block in zip(children, is_block, strict=True):
+        if block and run and type(child) is type(run[-1][1]):
+            run.append((name, child))
+        else:
+            run = [(name, child)] if block else []
+        if len(run) > len(best):
+            best = list(run)
+    return best
+
+
 def _as_stack(path: str, module: nn.Module, with_linear: set[str]) -> BlockStack | None:
     kind = _container_kind(module)
     children = [(name, child) for name, child in module._modules.items() if child is not None]
-    if kind is None or len(children) < 2:
+    if len(children) < 2:
         return None
-    # A block has structure (submodules) and linear weights; a list of bare layers is not a block stack.
-    if not all(child._modules and _join(path, name) in with_linear for name, child in children):
-        return None
+    is_block = [_is_block(_join(path, name), child, with_linear) for name, child in children]
+    partial = False
+    if kind is None or not all(is_block):
+        # A mixed container (embedding, blocks, head in one Sequential) or a custom module: the run of blocks
+        # of one class within it; a custom module's run counts only once the forward is seen to chain it.
+        run = _longest_run(children, is_block)
+        if len(run) < 2:
+            return None
+        partial, children = len(run) < len(children), run
     classes = list(dict.fromkeys(type(child).__name__ for _, child in children))
     if len(classes) > 1 and kind not in ("ModuleList", "Sequential", "numbered"):
         return None
@@ -88,39 +120,57 @@ def _as_stack(path: str, module: nn.Module, with_linear: set[str]) -> BlockStack
         path=path,
         block_class="|".join(classes),
         count=len(children),
-        container=kind,
+        container=kind or "custom",
         linear_params=0,
         blocks=[_join(path, name) for name, _ in children],
         modality=_modality(path),
+        partial=partial,
+        structural_only=kind is None,
     )
 
 
-def block_stacks(model: nn.Module, weights: list[LinearWeight] | None = None) -> list[BlockStack]:
-    """Repeated-block stacks of ``model`` in registration order; blocks nested in a stack are part of it."""
+def block_stacks(
+    model: nn.Module, weights: list[LinearWeight] | None = None, *, with_custom: bool = False
+) -> list[BlockStack]:
+    """Repeated-block stacks of ``model`` in registration order; blocks nested in a stack are part of it.
+
+    ``with_custom``: also return runs of blocks in custom containers (``structural_only``), candidates that
+    :mod:`scaffold.stack_chain` keeps only where the forward runs them as a chain.
+    """
     weights = linear_weights(model) if weights is None else weights
     with_linear = _with_linear(weights)
     stacks: list[BlockStack] = []
 
     def visit(path: str, module: nn.Module) -> None:
         stack = _as_stack(path, module, with_linear) if path else None
-        if stack is not None:
+        if stack is not None and (with_custom or not stack.structural_only):
             stacks.append(stack)
-            return
+            if not stack.partial:
+                return
+        inside = set(stack.blocks) if stack is not None else set()
         for name, child in module._modules.items():
             child_path = _join(path, name)
-            if child is not None and child_path in with_linear:
+            if child is not None and child_path in with_linear and child_path not in inside:
                 visit(child_path, child)
 
     visit("", model)
     for stack in stacks:
-        prefix = stack.path + "."
-        stack.linear_params = sum(w.numel for w in weights if w.path.startswith(prefix))
+        stack.linear_params = sum(w.numel for w in weights if any(w.path.startswith(b + ".") for b in stack.blocks))
     return stacks
 
 
 def stack_of(path: str, stacks: list[BlockStack]) -> BlockStack | None:
     """The stack a module path lies in, if any."""
     for stack in stacks:
-        if path.startswith(stack.path + "."):
+        if any(path == block or path.startswith(block + ".") for block in stack.blocks):
             return stack
     return None
+
+
+def stack_members(model: nn.Module, paths: list[str]) -> dict[str, list[str]]:
+    """Block paths of each stack path: only the run of blocks where the container also holds other children."""
+    found = {s.path: s.blocks for s in block_stacks(model, with_custom=True)}
+    return {
+        path: found.get(path) or [f"{path}.{name}" for name, _ in model.get_submodule(path).named_children()]
+        for path in paths
+    }

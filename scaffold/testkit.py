@@ -72,7 +72,10 @@ def unfinished_todos(folder: Path) -> list[str]:
 
 
 def stack_block_names(model: nn.Module, stacks: list[str]) -> list[list[str]]:
-    return [[f"{path}.{name}" for name, _ in model.get_submodule(path).named_children()] for path in stacks]
+    from scaffold.stacks import stack_members
+
+    members = stack_members(model, stacks)
+    return [members[path] for path in stacks]
 
 
 def registry_problems(model: nn.Module, test_data: dict[str, Any]) -> list[str]:

@@ -7,9 +7,10 @@ import inspect
 from torch import nn
 
 from scaffold import autoround_api
-from scaffold.context import InspectContext
+from scaffold.context import InspectContext, tiny_or_none
 from scaffold.coverage import scan_model
 from scaffold.findings import Finding, Mode, Severity
+from scaffold.stacks import BlockStack, block_stacks
 
 
 def _stack_path(block_names: list[str]) -> str:
@@ -42,10 +43,38 @@ def foreign_blocks(model: nn.Module, blocks: list[str]) -> list[dict]:
     ]
 
 
+def decoder_stacks(ctx: InspectContext) -> tuple[list[BlockStack], dict[str, str]]:
+    """Block stacks of the meta model: by structure, kept where the tiny instance's forward chains them.
+
+    Without a tiny instance, the structural stacks (custom containers left out: they need the probe).
+    """
+    if "stack_chain" not in ctx.probe_results:
+        from scaffold.stack_chain import confirmed_stacks
+
+        tiny = tiny_or_none(ctx)
+        if tiny is None:
+            ctx.probe_results["stack_chain"] = None
+        else:
+            kept, states = confirmed_stacks(tiny.model, tiny.forward)
+            ctx.probe_results["stack_chain"] = ({s.path for s in kept}, states)
+    probed = ctx.probe_results["stack_chain"]
+    if probed is None:
+        return scan_model(ctx.meta_model).stacks, {}
+    paths, states = probed
+    return [s for s in block_stacks(ctx.meta_model, with_custom=True) if s.path in paths], states
+
+
+def _stack_entry(stack: BlockStack) -> dict:
+    entry = {"path": stack.path, "block_class": stack.block_class, "count": stack.count, "container": stack.container}
+    if stack.partial or stack.container == "custom":
+        entry["classes"] = stack.block_classes  # the container holds other children: keep these classes only
+    return entry
+
+
 def detect(ctx: InspectContext) -> list[Finding]:
     blocks = [names for names in autoround_api.get_block_names(ctx.meta_model) if names]
-    scan = scan_model(ctx.meta_model)
-    expected = [s for s in scan.stacks if s.modality == "text"]
+    stacks_found, states = decoder_stacks(ctx)
+    expected = [s for s in stacks_found if s.modality == "text"]
     returned = [_stack_path(names) for names in blocks]
     expected_paths = {s.path for s in expected}
     missing = [s.path for s in expected if s.path not in returned]
@@ -54,9 +83,7 @@ def detect(ctx: InspectContext) -> list[Finding]:
     foreign = {path: found for path, found in foreign.items() if found}
     if not missing and not wrong and not foreign and blocks:
         return []
-    stacks = [
-        {"path": s.path, "block_class": s.block_class, "count": s.count, "container": s.container} for s in expected
-    ]
+    stacks = [_stack_entry(s) for s in expected]
     for stack in stacks:
         if stack["path"] in foreign:
             stack["exclude_classes"] = sorted({entry["class"] for entry in foreign[stack["path"]]})
@@ -85,6 +112,7 @@ def detect(ctx: InspectContext) -> list[Finding]:
                 "missing": missing,
                 "wrong": wrong,
                 "foreign_blocks": [entry for found in foreign.values() for entry in found],
+                "forward": states,  # the chain probe per candidate stack: chained | unchained | not run
             },
         )
     ]

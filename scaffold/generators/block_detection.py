@@ -26,11 +26,18 @@ def is_vision_stack(path: str) -> bool:
     return any(key in path.lower() for key in autoround_api.vision_mm_keys())
 
 
-def function_code(model_type: str, stack_paths: list[str], exclude_classes: list[str] | None = None) -> str:
+def function_code(
+    model_type: str,
+    stack_paths: list[str],
+    exclude_classes: list[str] | None = None,
+    keep_classes: dict[str, list[str]] | None = None,
+) -> str:
     """Source of the block-name function for ``stack_paths`` (forward order).
 
     ``exclude_classes``: block classes left out of every stack (layers of another signature, e.g. MTP
     layers appended to the decoder stack); they stay in float through the ignore rule.
+    ``keep_classes``: for a container that also holds other children (embedding and head in one Sequential,
+    a custom module), the block classes that count, per stack path.
     """
     name = function_name(model_type)
     lines = [
@@ -49,14 +56,25 @@ def function_code(model_type: str, stack_paths: list[str], exclude_classes: list
         lines += ["    paths = ["]
         lines += py_list_lines([py_str(path) for path in stack_paths], 8)
         lines += ["    ]"]
+    conditions = []
+    if keep_classes:
+        lines += ["    kept = {"]
+        lines += [
+            f"        {py_str(path)}: {{{', '.join(py_str(c) for c in sorted(classes))}}},"
+            for path, classes in keep_classes.items()
+        ]
+        lines += ["    }"]
+        conditions.append("(path not in kept or type(block).__name__ in kept[path])")
     if exclude_classes:
         lines += ["    excluded = {" + ", ".join(py_str(name) for name in sorted(exclude_classes)) + "}"]
+        conditions.append("type(block).__name__ not in excluded")
+    if conditions:
         lines += [
             "    return [",
             "        [",
             '            f"{path}.{name}"',
             "            for name, block in model.get_submodule(path).named_children()",
-            "            if type(block).__name__ not in excluded",
+            f"            if {' and '.join(conditions)}",
             "        ]",
             "        for path in paths",
             "    ]",
@@ -82,7 +100,8 @@ def generate(finding: Finding, plan: Plan, ctx: InspectContext | None = None) ->
     excluded = sorted(
         {name for stack in finding.evidence.get("stacks", []) for name in stack.get("exclude_classes", [])}
     )
-    code = function_code(plan.model_type, stacks, excluded)
+    kept = {stack["path"]: stack["classes"] for stack in finding.evidence.get("stacks", []) if stack.get("classes")}
+    code = function_code(plan.model_type, stacks, excluded, kept)
     plan.edits.append(TopLevelFunction(file=SPECIAL_MODEL_HANDLER, name=name, code=code, before=REGISTRY))
     plan.edits.append(DictEntry(file=SPECIAL_MODEL_HANDLER, registry=REGISTRY, key=plan.model_type, value=name))
     plan.test_data["block_stacks"] = [path for path in stacks if not is_vision_stack(path)]
