@@ -130,7 +130,6 @@ def test_find_stacks_on_hand_written_arch():
 
 
 def _transformers_context(model_type: str) -> InspectContext:
-    pytest.importorskip("scaffold.tiny.builder", reason="tiny builder (scaffold.tiny.build_tiny) not available")
     from scaffold.inspection import load_context
     from scaffold.resolve import resolve_target
 

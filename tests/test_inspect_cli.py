@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
 from typer.testing import CliRunner
 
-from scaffold.findings import InspectReport, Mode
-from scaffold.modes import FAILURE_MODES
+from scaffold.findings import InspectReport, Mode, Severity
 from tests.inspect_archs.static_archs import ARCHS, register_all
-
-missing = [m.detector for m in FAILURE_MODES if importlib.util.find_spec(m.detector) is None]
-pytestmark = pytest.mark.skipif(bool(missing), reason=f"detector modules not written yet: {missing}")
 
 
 @pytest.fixture
@@ -70,8 +65,9 @@ def test_human_view_names_the_failure_mode(cli, test_archs):
 
 def test_deepseek_v3_static_inspection(cli):
     result = cli("transformers:deepseek_v3", "--json", "--static")
-    assert result.exit_code in (0, 1), result.output
+    assert result.exit_code == 0, result.output  # stock AutoRound handles it: transformers' experts interface
     report = _report(result.stdout)
+    assert report.problems == [] and {f.severity for f in report.findings} == {Severity.OK}
     assert report.parameters > 600e9
     assert [(s["path"], s["count"]) for s in report.block_stacks] == [("model.layers", 61)]
     (moe,) = [f for f in report.findings if f.mode is Mode.FUSED_MOE]
