@@ -157,10 +157,9 @@ def _relative_template_path(answers_file: Path, final: Path) -> None:
     if answers_file.is_file():
         template = template_path(ADAPTATION_TEMPLATE)
         relative = Path(os.path.relpath(template.resolve(), final)).as_posix()
-        text = answers_file.read_text(encoding="utf-8").replace(
-            f"_src_path: {template.resolve()}", f"_src_path: {relative}"
-        )
-        answers_file.write_text(text, encoding="utf-8")
+        lines = answers_file.read_text(encoding="utf-8").splitlines(keepends=True)
+        lines = [f"_src_path: {relative}\n" if line.startswith("_src_path: ") else line for line in lines]
+        answers_file.write_text("".join(lines), encoding="utf-8")
 
 
 def _render_once(
