@@ -75,17 +75,26 @@ def inspect(
     group_size: Annotated[int, typer.Option("--group-size", help="Quantization group size to check.")] = 128,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Diagnose why AutoRound would fail on TARGET (exit 0: nothing to fix, 1: findings)."""
+    """Diagnose why AutoRound would fail on TARGET (exit 0: nothing to fix, 1: findings, 3: inconclusive)."""
     resolved = _resolve(target, trust_remote_code, revision, allow_from)
     from scaffold.inspection import inspect_target
     from scaffold.report_view import print_report
 
     report = inspect_target(resolved, group_size=group_size, dynamic=not static)
     if as_json:
-        print(json.dumps(report.to_json(), indent=2))
+        from scaffold.precision import host_precision
+
+        print(json.dumps({**report.to_json(), "host": host_precision().to_json()}, indent=2))
     else:
         print_report(report, console)
-    raise typer.Exit(1 if report.problems else 0)
+    raise typer.Exit(inspect_exit_code(report))
+
+
+def inspect_exit_code(report) -> int:
+    """0: nothing to fix; 1: findings; 3: inconclusive (no finding, but the tiny instance for the probes failed)."""
+    if report.problems:
+        return 1
+    return 3 if report.inconclusive else 0
 
 
 @app.command()
@@ -148,7 +157,9 @@ def verify(
     for key, value in verdict.data.items():
         table.add_row(key.replace("_", " "), str(value))
     console.print(table)
-    if not verdict.passed:
+    if verdict.problem:
+        print(verdict.problem, file=sys.stderr)
+    elif not verdict.passed:
         console.print(verdict.output_tail, markup=False, highlight=False)
     raise typer.Exit(0 if verdict.passed else 1)
 

@@ -355,6 +355,7 @@ def quantize_real(
     expected = expected_packing(
         model, predicted["stacks"], group_size, test_data, predicted.get("roles", {}), predicted.get("layouts")
     )
+    record_verdict(real_checkpoint=folder, real_device=device)  # scaffold verify --real checks that this ran
     return _quantize_and_count(model, tokenizer, out_dir, expected, trust_remote_code, device_map=device)
 
 
