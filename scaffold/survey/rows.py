@@ -24,8 +24,10 @@ NEEDS_HUMAN = "needs-human"
 
 # Below this share of block weight parameters packed, a stock run counts as under-quantized.
 FULL_SHARE = 0.99
-# The versions a row depends on; a re-run skips rows recorded under the same ones.
-VERSION_KEYS = ("transformers", "auto_round", "autoround_scaffold")
+# A fix counts only when the generated test's export packs at least this share (and more than stock did).
+FIXED_SHARE = 0.95
+# The versions a row depends on (the tool's commit among them); a re-run skips rows recorded under the same ones.
+VERSION_KEYS = ("transformers", "auto_round", "autoround_scaffold", "scaffold_commit")
 
 
 @dataclass
@@ -39,11 +41,19 @@ class SurveyRow:
     stock_detail: str = ""  # "ExceptionClass: message" for a crash, the unquantized owners when under-quantized
     stock_share: float | None = None  # packed share of the block weight parameters in the stock export
     findings: list[str] = field(default_factory=list)  # non-ok inspect findings as "mode:severity"
+    # one entry per block_replay finding: block, cause, the inputs that differ, max_abs_err / exception
+    replay_evidence: list[dict[str, Any]] = field(default_factory=list)
     after_scaffold: str = SKIPPED  # ok | failed | needs-human | timeout | worker-crash | skipped
     after_detail: str = ""  # why it failed / what is left by hand
     todos: int = 0  # TODO(scaffold) markers new-arch left for a human
+    generated: int = 0  # findings new-arch generated code for
+    after_share: float | None = None  # packed block share in the generated test's export (its recorded verdict)
     seconds: float = 0.0
     versions: dict[str, str] = field(default_factory=dict)
+    commit: str = ""  # the tool's git commit (or "v<version>" outside a checkout)
+    dirty: bool = False  # the tool's sources had uncommitted changes
+    timestamp: str = ""  # UTC, when the row was started
+    host: dict[str, Any] = field(default_factory=dict)  # cpu, bf16, device, amp_dtype AutoRound tuned in
     phase: str = "start"  # the stage the worker was in when the row was last written ("done" at the end)
 
     def to_json(self) -> dict[str, Any]:
@@ -67,9 +77,22 @@ class SurveyRow:
             return "not-surveyed"
         if self.stock == OK:
             return "ok"
-        if self.after_scaffold == OK:
+        if self.after_scaffold == OK and not self.unproven_fix:
             return "fixed"
         return "needs-human"
+
+    @property
+    def unproven_fix(self) -> str:
+        """Why a passing generated test does not prove a fix ("" when it does): nothing generated, or its
+        export packs under :data:`FIXED_SHARE` or no more than stock did."""
+        if self.generated < 1:
+            return "nothing generated"
+        if self.after_share is None:
+            return "no share recorded"
+        stock = self.stock_share or 0.0
+        if self.after_share < FIXED_SHARE or self.after_share <= stock:
+            return f"share {self.after_share:.1%} after (stock {stock:.1%})"
+        return ""
 
     @property
     def human_reason(self) -> str:
@@ -80,6 +103,8 @@ class SurveyRow:
             return "TODOs left by new-arch"
         if self.after_scaffold == SKIPPED:
             return f"stock {self.stock}, fix not run"
+        if self.after_scaffold == OK:
+            return f"generated test passed, fix unproven ({self.unproven_fix.split(' (')[0]})"
         head = self.after_detail.split(":")[0] if self.after_detail else ""
         return f"after-scaffold {self.after_scaffold}" + (f" ({head})" if head else "")
 

@@ -50,9 +50,10 @@ def select_types(types: list[str], all_causal_lm: bool) -> list[str]:
 
 
 def current_versions() -> dict[str, str]:
-    from scaffold.versions import stack_versions
+    """The versions rows are keyed on: packages and the tool's commit (scaffold.survey.provenance)."""
+    from scaffold.survey.provenance import survey_versions
 
-    return stack_versions()
+    return survey_versions()
 
 
 def pending_types(types: list[str], results: Path, versions: dict[str, str], fix: bool = False) -> list[str]:

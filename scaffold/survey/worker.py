@@ -13,6 +13,7 @@ import json
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +64,25 @@ def multimodal_for_autoround(ctx: Any, findings: list[str]) -> bool:
     return autoround_mllm_verdict(ctx).multimodal and not misdetected
 
 
-def run_stock(tiny: Any, out_dir: Path) -> tuple[str, str, float | None]:
-    """Stock AutoRound on a copy of the tiny model: (status, detail, packed block share)."""
+@dataclass
+class StockResult:
+    status: str  # ok | crash | under-quantized
+    detail: str = ""
+    share: float | None = None  # packed share of the block weight parameters in the export
+    amp_dtype: str | None = None  # what AutoRound tuned in
+
+
+@dataclass
+class FixResult:
+    status: str  # ok | failed | needs-human
+    detail: str = ""
+    todos: int = 0
+    generated: int = 0  # findings new-arch generated code for
+    after_share: float | None = None  # block_share the generated test recorded for its export
+
+
+def run_stock(tiny: Any, out_dir: Path) -> StockResult:
+    """Stock AutoRound on a copy of the tiny model, and the packed share of its export."""
     import torch
 
     from scaffold.quantize import block_coverage, count_packed, parameter_shapes, run_autoround
@@ -73,7 +91,7 @@ def run_stock(tiny: Any, out_dir: Path) -> tuple[str, str, float | None]:
 
     torch.manual_seed(0)
     model = copy.deepcopy(tiny.model)
-    shapes = parameter_shapes(model)
+    shapes = parameter_shapes(model)  # carries the rules mapping checkpoint keys back to these names
     blocks, ignored = text_block_names(model)
     run = run_autoround(
         model,
@@ -85,19 +103,27 @@ def run_stock(tiny: Any, out_dir: Path) -> tuple[str, str, float | None]:
         **STOCK_SETTINGS,
     )
     if not run.ok:
-        return R.CRASH, f"{run.error_type}: {(run.error or '').strip()[:300]}", None
+        return StockResult(R.CRASH, f"{run.error_type}: {(run.error or '').strip()[:300]}", amp_dtype=run.amp_dtype)
     try:
         coverage = block_coverage(shapes, count_packed(out_dir), blocks, exclude=ignored)
     except Exception as exc:  # noqa: BLE001 - an export that cannot be read is a crash of the stock run
-        return R.CRASH, f"export unreadable: {_first_line(exc)}", None
+        return StockResult(R.CRASH, f"export unreadable: {_first_line(exc)}", amp_dtype=run.amp_dtype)
+    share = round(coverage.share, 4)
+    unmapped = _listed("packed but not mapped to the model", coverage.unmatched_packed)
     if coverage.share < R.FULL_SHARE:
-        left = ", ".join(coverage.unquantized[:4]) + (" ..." if len(coverage.unquantized) > 4 else "")
-        return R.UNDER_QUANTIZED, f"unpacked: {left}", round(coverage.share, 4)
-    return R.OK, "", round(coverage.share, 4)
+        detail = "; ".join(filter(None, [_listed("unpacked", coverage.unquantized), unmapped]))
+        return StockResult(R.UNDER_QUANTIZED, detail, share, run.amp_dtype)
+    return StockResult(R.OK, unmapped, share, run.amp_dtype)
 
 
-def run_fix(target: Any, out_dir: Path, deadline: float) -> tuple[str, str, int]:
-    """``new-arch`` into ``out_dir`` and its generated test: (status, detail, TODO count)."""
+def _listed(what: str, names: list[str], limit: int = 4) -> str:
+    if not names:
+        return ""
+    return f"{what}: " + ", ".join(names[:limit]) + (" ..." if len(names) > limit else "")
+
+
+def run_fix(target: Any, out_dir: Path, deadline: float) -> FixResult:
+    """``new-arch`` into ``out_dir`` and its generated test."""
     from scaffold.generate import new_arch
     from scaffold.render import todo_line
     from scaffold.verify import run_generated_test
@@ -105,19 +131,44 @@ def run_fix(target: Any, out_dir: Path, deadline: float) -> tuple[str, str, int]
     try:
         result = new_arch(target, out_dir, force=True)
     except Exception as exc:  # noqa: BLE001 - recorded in the row
-        return R.FAILED, f"new-arch: {_first_line(exc)}", 0
+        return FixResult(R.FAILED, f"new-arch: {_first_line(exc)}")
+    generated = sum(any(item.generated for item in items) for items in result.items.values())
     todos = len(result.rendered.todos)
     if todos:
         first = todo_line(result.rendered.todos[0])
-        return R.NEEDS_HUMAN, f"{todos} TODO(scaffold), first {first}"[:300], todos
+        return FixResult(R.NEEDS_HUMAN, f"{todos} TODO(scaffold), first {first}"[:300], todos, generated)
     left = max(10, int(deadline - time.monotonic()))
     try:
         verdict = run_generated_test(out_dir, timeout=left)
     except Exception as exc:  # noqa: BLE001 - recorded in the row
-        return R.FAILED, f"verify: {_first_line(exc)}", 0
+        return FixResult(R.FAILED, f"verify: {_first_line(exc)}", generated=generated)
+    after_share = verdict.data.get("block_share")
+    after_share = float(after_share) if isinstance(after_share, (int, float)) else None
     if verdict.passed:
-        return R.OK, "", 0
-    return R.FAILED, f"generated test: {failure_reason(verdict.output_tail)}"[:300], 0
+        return FixResult(R.OK, generated=generated, after_share=after_share)
+    detail = f"generated test: {failure_reason(verdict.output_tail)}"[:300]
+    return FixResult(R.FAILED, detail, generated=generated, after_share=after_share)
+
+
+def replay_evidence(problems: list[Any]) -> list[dict[str, Any]]:
+    """What each block_replay finding measured: the block, the error or crash, and the input named as the cause."""
+    from scaffold.findings import Mode
+
+    entries = []
+    for finding in problems:
+        if finding.mode is not Mode.BLOCK_REPLAY:
+            continue
+        evidence = finding.evidence
+        entries.append(
+            {
+                "block": evidence.get("block", ""),
+                "cause": evidence.get("cause", "unknown"),
+                "inputs": list(evidence.get("cause_inputs") or []),
+                "max_abs_err": evidence.get("max_abs_err"),
+                "exception": str(evidence.get("exception") or "")[:200],
+            }
+        )
+    return entries
 
 
 def failure_reason(output: str) -> str:
@@ -132,11 +183,13 @@ def failure_reason(output: str) -> str:
 
 def survey_one(model_type: str, row_path: Path, *, fix: bool = True, timeout: float = 600.0) -> R.SurveyRow:
     """Fill and return the row of ``model_type``, rewriting ``row_path`` as each stage starts."""
-    from scaffold.versions import stack_versions
+    from scaffold.survey.provenance import host_info, survey_versions, timestamp, tool_identity
 
     start = time.monotonic()
     deadline = start + timeout
-    row = R.SurveyRow(model_type=model_type, versions=stack_versions())
+    tool = tool_identity()
+    row = R.SurveyRow(model_type=model_type, versions=survey_versions(tool), timestamp=timestamp())
+    row.commit, row.dirty = tool.commit, tool.dirty
     _write(row, row_path, "tiny_build")
     try:
         from scaffold.inspection import inspect_with_context
@@ -146,6 +199,7 @@ def survey_one(model_type: str, row_path: Path, *, fix: bool = True, timeout: fl
         report, ctx = inspect_with_context(target, group_size=STOCK_GROUP_SIZE, dynamic=True)
         row.model_class = report.model_class
         row.findings = [f"{f.mode.value}:{f.severity.value}" for f in report.problems]
+        row.replay_evidence = replay_evidence(report.problems)
         tiny = ctx.tiny()
     except Exception as exc:  # noqa: BLE001 - a tiny build failure is the survey's own failure
         row.tiny_build = ctx._tiny_error if "ctx" in locals() and ctx._tiny_error else _first_line(exc)
@@ -153,6 +207,7 @@ def survey_one(model_type: str, row_path: Path, *, fix: bool = True, timeout: fl
         _write(row, row_path, "done")
         return row
     row.tiny_build = R.OK
+    row.host = host_info()
     if multimodal_for_autoround(ctx, row.findings):
         row.stock = R.MULTIMODAL
         row.stock_detail = "AutoRound's MLLM path needs the model's processor and image/audio calibration data"
@@ -161,10 +216,14 @@ def survey_one(model_type: str, row_path: Path, *, fix: bool = True, timeout: fl
         return row
     _write(row, row_path, "stock")
     with tempfile.TemporaryDirectory(prefix=f"survey-{model_type}-") as tmp:
-        row.stock, row.stock_detail, row.stock_share = run_stock(tiny, Path(tmp) / "stock")
+        stock = run_stock(tiny, Path(tmp) / "stock")
+        row.stock, row.stock_detail, row.stock_share = stock.status, stock.detail, stock.share
+        row.host = host_info(stock.amp_dtype)
         if fix and row.stock != R.OK:
             _write(row, row_path, "after_scaffold")
-            row.after_scaffold, row.after_detail, row.todos = run_fix(target, Path(tmp) / "adaptation", deadline)
+            fixed = run_fix(target, Path(tmp) / "adaptation", deadline)
+            row.after_scaffold, row.after_detail, row.todos = fixed.status, fixed.detail, fixed.todos
+            row.generated, row.after_share = fixed.generated, fixed.after_share
     row.seconds = round(time.monotonic() - start, 1)
     _write(row, row_path, "done")
     return row
