@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import warnings
+import weakref
 from typing import Any
 
 import torch
@@ -63,8 +65,35 @@ def instantiate(config: Any, *, trust_remote_code: bool = False, auto_class: str
             return auto.from_config(config, **kwargs)
 
 
+# Models built on the CPU from a shrunk config because their code cannot run on the meta device: the one-line note.
+CPU_FALLBACK_NOTES: weakref.WeakKeyDictionary[nn.Module, str] = weakref.WeakKeyDictionary()
+
+
+def meta_only_failure(exc: BaseException) -> bool:
+    """The model code failed only because its tensors are on the meta device (``.item()``, data-dependent code)."""
+    return re.search(r"\bmeta\b", str(exc), re.IGNORECASE) is not None
+
+
+def _build_shrunk_on_cpu(config: Any, trust_remote_code: bool, exc: BaseException) -> nn.Module | None:
+    from scaffold.errors import first_line
+    from scaffold.tiny import build_tiny
+
+    try:
+        model = build_tiny(config, trust_remote_code=trust_remote_code).model
+    except Exception:  # noqa: BLE001 - the caller reports the meta-build error
+        return None
+    CPU_FALLBACK_NOTES[model] = (
+        f"built on the CPU from a shrunk config: the model code cannot be built on the meta device ({first_line(exc)})"
+    )
+    return model
+
+
 def build_meta(config: Any, *, trust_remote_code: bool = False, where: str = "") -> nn.Module:
-    """Build the full-size model on the meta device, or raise a one-line :class:`ScaffoldError`."""
+    """Build the full-size model on the meta device, or raise a one-line :class:`ScaffoldError`.
+
+    Model code that cannot run on the meta device (e.g. ``.item()`` in ``__init__``) is built for real on the
+    CPU from a shrunk copy of the config instead (:data:`CPU_FALLBACK_NOTES` says so).
+    """
     try:
         with torch.device("meta"):
             model = instantiate(config, trust_remote_code=trust_remote_code)
@@ -73,7 +102,10 @@ def build_meta(config: Any, *, trust_remote_code: bool = False, where: str = "")
     except (ImportError, SyntaxError) as exc:
         raise diagnose_load_error(exc, stage="import", where=where) from exc
     except Exception as exc:  # noqa: BLE001 - any failure of the model's own code
-        raise diagnose_load_error(exc, stage=load_stage(exc, "build"), where=where) from exc
+        fallback = _build_shrunk_on_cpu(config, trust_remote_code, exc) if meta_only_failure(exc) else None
+        if fallback is None:
+            raise diagnose_load_error(exc, stage=load_stage(exc, "build"), where=where) from exc
+        model = fallback
     model.eval()
     return model
 

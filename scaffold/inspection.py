@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from scaffold import autoround_api
-from scaffold.build import build_meta, count_modules, count_parameters
+from scaffold.build import CPU_FALLBACK_NOTES, build_meta, count_modules, count_parameters
 from scaffold.context import InspectContext, tiny_or_none
 from scaffold.errors import ScaffoldError, first_line
 from scaffold.findings import Finding, InspectReport
@@ -14,7 +14,8 @@ from scaffold.versions import stack_versions
 
 def load_context(target: ResolvedTarget, *, group_size: int = 128, dynamic: bool = True) -> InspectContext:
     meta = build_meta(target.config, trust_remote_code=target.trust_remote_code, where=target.spec)
-    return InspectContext(target=target, meta_model=meta, group_size=group_size, dynamic=dynamic)
+    notes = [CPU_FALLBACK_NOTES[meta]] if meta in CPU_FALLBACK_NOTES else []
+    return InspectContext(target=target, meta_model=meta, group_size=group_size, dynamic=dynamic, notes=notes)
 
 
 def run_detectors(ctx: InspectContext) -> list[Finding]:

@@ -97,7 +97,8 @@ def check_stock_and_fix(name: str) -> None:
     target = resolve_target(str(REAL / name), trust_remote_code=True)
     _, ctx = inspect_with_context(target, group_size=32, dynamic=True)
     with tempfile.TemporaryDirectory(prefix=f"real-{name}-") as tmp:
-        stock, detail, _share = run_stock(ctx.tiny(), Path(tmp) / "stock")
+        result = run_stock(ctx.tiny(), Path(tmp) / "stock")
+        stock, detail = (result.status, result.detail) if hasattr(result, "status") else result[:2]
         assert (stock == rows.OK) == (info["stock"] == "ok"), f"stock {stock}: {detail}"
         if info["stock"] == "ok":
             return

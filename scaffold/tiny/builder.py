@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from scaffold.build import instantiate, pick_auto_class
+from scaffold.build import instantiate, meta_only_failure, pick_auto_class
 from scaffold.diagnose import cause_of
 from scaffold.errors import ScaffoldError
 from scaffold.tiny.init import repair_uninitialised
@@ -156,6 +156,8 @@ def _check_size(config: Any, auto_class: str, trust_remote_code: bool) -> None:
             warnings.simplefilter("ignore")
             skeleton = instantiate(config, trust_remote_code=trust_remote_code, auto_class=auto_class)
     except Exception as exc:  # noqa: BLE001
+        if meta_only_failure(exc):
+            return  # code that cannot run on the meta device: the real build of the shrunk config follows
         raise _AttemptFailed("build", exc) from exc
     count = sum(p.numel() for p in skeleton.parameters())
     if count > MAX_PARAMETERS:
