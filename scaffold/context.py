@@ -28,6 +28,7 @@ class InspectContext:
     _tiny: Any = None
     _tiny_error: str | None = None
     probe_results: dict[str, Any] = field(default_factory=dict)  # results dynamic detectors share, by probe name
+    findings: list[Any] = field(default_factory=list)  # what the detectors run so far found (scaffold.inspection)
 
     @property
     def config(self) -> Any:

@@ -19,15 +19,19 @@ def first_line(exc: BaseException, limit: int | None = None) -> str:
     first informative one, so ``Validation error for field 'x':`` keeps the reason given on the next line.
     ``limit`` cuts the message (not the type name) to that many characters.
     """
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {cause_line(str(exc), limit)}".strip()
+
+
+def cause_line(message: str, limit: int | None = None) -> str:
+    """The first line of ``message`` that says what is wrong, header lines before it kept (see first_line)."""
     kept: list[str] = []
-    for line in lines:
+    for line in (line.strip() for line in message.splitlines() if line.strip()):
         if not _RULE.match(line):
             kept.append(line)
         if not _is_header(line):
             break
-    message = " ".join(kept)
-    return f"{type(exc).__name__}: {message[:limit] if limit else message}".strip()
+    text = " ".join(kept)
+    return text[:limit] if limit else text
 
 
 class ScaffoldError(Exception):

@@ -20,7 +20,7 @@ def load_context(target: ResolvedTarget, *, group_size: int = 128, dynamic: bool
 
 def run_detectors(ctx: InspectContext) -> list[Finding]:
     """Every registered detector's findings; a detector that crashes is reported in one line, not a traceback."""
-    findings: list[Finding] = []
+    findings: list[Finding] = ctx.findings  # later detectors (stock_run) read what earlier ones found
     for failure_mode in FAILURE_MODES:
         try:
             findings.extend(failure_mode.detector_module().detect(ctx))

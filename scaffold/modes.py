@@ -43,6 +43,7 @@ FAILURE_MODES: list[FailureMode] = [
     _mode(Mode.SHARED_CACHE_KEYS),
     _mode(Mode.BLOCK_REPLAY),
     _mode(Mode.IGNORE_LAYERS),
+    _mode(Mode.STOCK_RUN),  # last: reads the findings before it (ctx.findings)
 ]
 
 

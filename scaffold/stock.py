@@ -1,0 +1,177 @@
+"""Ground truth: stock AutoRound on the tiny instance, counted on its export.
+
+Every verdict of this tool (inspect's, the survey's, a generated test's) must agree with what this run
+measures: does ``AutoRound(...).quantize()`` + ``save_quantized`` finish, and what share of the block
+weights did the export pack? Layers AutoRound never packs on any architecture are listed and left out of the
+share: a dimension not a multiple of 32 (its ``_check_divisible_by_32``, applied at export; on a shrunk tiny
+instance an artifact of the shrink, on the real model reported from the real shapes by inspect's static
+coverage) and convolutions (W4A16 quantizes linear layers; mamba's ``conv1d`` is not a failure).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scaffold.errors import cause_line, first_line
+
+OK, CRASH, UNDER_QUANTIZED = "ok", "crash", "under-quantized"
+FULL_SHARE = 0.99  # below this share of the block weights the stock run under-quantizes
+STOCK_GROUP_SIZE = 32  # the tiny instance's 64-wide layers quantize with groups of 32
+# Stock AutoRound, tiny calibration. torch.compile is off: AutoRound turns it on for MoE models even at
+# iters=1, and compiling on a CPU takes minutes without telling anything about the architecture.
+STOCK_SETTINGS: dict[str, Any] = {
+    "scheme": "W4A16",
+    "iters": 1,
+    "nsamples": 2,
+    "seqlen": 32,
+    "batch_size": 2,
+    "enable_torch_compile": False,
+}
+
+
+@dataclass
+class StockRun:
+    """What stock AutoRound did with the tiny instance."""
+
+    status: str  # ok | crash | under-quantized
+    share: float | None = None  # packed share of the block weights (``not_counted`` left out)
+    unpacked: list[str] = field(default_factory=list)  # block modules whose weights the export left plain
+    unmapped: list[str] = field(default_factory=list)  # packed tensors not mapped back to a model parameter
+    not_counted: list[str] = field(default_factory=list)  # never packed by AutoRound (shape / convolution)
+    exception: str | None = None  # "Type: message" of a crash
+    raised_at: str | None = None  # "file:line in function" of the deepest frame outside torch
+    amp_dtype: str | None = None  # what AutoRound tuned in on this host
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+    def detail(self, limit: int = 4) -> str:
+        """One line for a survey row or a finding."""
+        if self.status == CRASH:
+            return f"{self.exception}" + (f" (raised at {self.raised_at})" if self.raised_at else "")
+        parts = [
+            _listed("unpacked", self.unpacked, limit),
+            _listed("packed but not mapped to the model", self.unmapped, limit),
+            _listed("not counted (shape not divisible by 32, or a convolution)", self.not_counted, limit),
+        ]
+        return "; ".join(p for p in parts if p)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _listed(what: str, names: list[str], limit: int) -> str:
+    if not names:
+        return ""
+    return f"{what}: " + ", ".join(names[:limit]) + (" ..." if len(names) > limit else "")
+
+
+_FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>\S+)', re.MULTILINE)
+
+
+def raised_at(traceback_text: str) -> str | None:
+    """Where a formatted traceback was raised: its deepest frame outside torch's own code (model or AutoRound)."""
+    frames = list(_FRAME.finditer(traceback_text))
+    inside = [f for f in frames if "/torch/" not in f["file"].replace("\\", "/")] or frames
+    if not inside:
+        return None
+    frame = inside[-1]
+    parts = Path(frame["file"]).parts
+    short = "/".join(parts[-3:]) if "site-packages" in parts else frame["file"]
+    return f"{short}:{frame['line']} in {frame['func']}"
+
+
+def text_block_names(model: Any) -> tuple[list[list[str]], list[str]]:
+    """Blocks of the model's text stacks (found structurally, not by AutoRound) and AutoRound's ignore regexes."""
+    from scaffold.coverage import block_stacks, predefined_ignore_layers
+
+    stacks = [stack for stack in block_stacks(model) if stack.modality == "text"] or block_stacks(model)
+    ignored = [rf"(^|\.){re.escape(name)}$" for name in predefined_ignore_layers(model)]
+    return [list(stack.blocks) for stack in stacks], ignored
+
+
+def shape_skipped_layers(model: Any, scheme: str = "W4A16") -> list[str]:
+    """Layers AutoRound's export leaves in float because a weight dimension is not a multiple of 32."""
+    from auto_round.export.formats.base import _check_divisible_by_32
+    from auto_round.schemes import preset_name_to_scheme
+
+    return sorted(_check_divisible_by_32(preset_name_to_scheme(scheme), model, {}) or {})
+
+
+def not_counted(model: Any) -> dict[str, str]:
+    """Block modules left out of the share, with why: AutoRound never packs them, on any architecture."""
+    from torch import nn
+
+    reasons = {name: "a dimension not divisible by 32" for name in shape_skipped_layers(model)}
+    for name, module in model.named_modules():
+        if isinstance(module, nn.modules.conv._ConvNd):
+            reasons.setdefault(name, "a convolution (AutoRound quantizes linear layers)")
+    return reasons
+
+
+def run_stock(tiny: Any, out_dir: Path, *, amp: bool | None = None) -> StockRun:
+    """Stock AutoRound (no adaptation imported) on a copy of the tiny model, and the packed share of its export.
+
+    ``amp=None`` keeps AutoRound's own choice for this host (bf16 autocast where supported); ``False`` runs it in
+    float32, as inspect's probe does so that its verdict is the same on every machine.
+    """
+    import torch
+
+    from scaffold.quantize import block_coverage, count_packed, parameter_shapes, run_autoround
+    from scaffold.testkit import tokenizer_for
+    from scaffold.tiny.tokenizer import calibration_texts
+
+    torch.manual_seed(0)
+    model = copy.deepcopy(tiny.model)
+    shapes = parameter_shapes(model)  # carries the rules mapping checkpoint keys back to these names
+    blocks, ignored = text_block_names(model)
+    skipped = not_counted(model)
+    run = run_autoround(
+        model,
+        tokenizer_for(tiny),
+        calibration_texts(),
+        out_dir,
+        group_size=STOCK_GROUP_SIZE,
+        raise_errors=False,
+        **STOCK_SETTINGS,
+        **({} if amp is None else {"amp": amp}),
+    )
+    if not run.ok:
+        exception = f"{run.error_type}: {cause_line(run.error or '', 300)}"
+        where = raised_at(run.error_traceback or "")
+        return StockRun(CRASH, exception=exception, raised_at=where, amp_dtype=run.amp_dtype)
+    exclude = [*ignored, *(rf"^{re.escape(name)}$" for name in skipped)]
+    try:
+        coverage = block_coverage(shapes, count_packed(out_dir), blocks, exclude=exclude)
+    except Exception as exc:  # noqa: BLE001 - an export that cannot be read is a crash of the stock run
+        return StockRun(CRASH, exception=f"export unreadable: {first_line(exc)}", raised_at=raised_at(exc))
+    in_blocks = [name for name in skipped if any(name.startswith(f"{b}.") for group in blocks for b in group)]
+    result = StockRun(
+        OK if coverage.share >= FULL_SHARE else UNDER_QUANTIZED,
+        share=round(coverage.share, 4),
+        unpacked=list(coverage.unquantized),
+        unmapped=list(coverage.unmatched_packed),
+        not_counted=in_blocks,
+        amp_dtype=run.amp_dtype,
+    )
+    return result
+
+
+def stock_on_tiny(ctx: Any) -> StockRun | None:
+    """:func:`run_stock` on ``ctx.tiny()`` (memoized per context), None when there is no tiny instance."""
+    import tempfile
+
+    from scaffold.context import tiny_or_none
+
+    if "stock_run" not in ctx.probe_results:
+        tiny = tiny_or_none(ctx)
+        if tiny is None:
+            return None
+        with tempfile.TemporaryDirectory(prefix="scaffold-stock-") as tmp:
+            ctx.probe_results["stock_run"] = run_stock(tiny, Path(tmp) / "export", amp=False)
+    return ctx.probe_results["stock_run"]
