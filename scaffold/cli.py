@@ -330,8 +330,8 @@ def survey(
     from scaffold.survey.runner import RESULTS, current_versions, pending_types
 
     chosen = select_types([name.strip() for name in types.split(",") if name.strip()], all_causal_lm)
-    options = SurveyOptions(out=out, jobs=jobs, timeout=timeout, fix=not no_fix)
-    versions = current_versions()
+    versions = current_versions()  # every row of this run is keyed on these, the tool's commit among them
+    options = SurveyOptions(out=out, jobs=jobs, timeout=timeout, fix=not no_fix, versions=versions)
     todo = pending_types(chosen, out / RESULTS, versions, options.fix)
     if len(todo) < len(chosen):
         console.print(f"resuming: {len(chosen) - len(todo)} of {len(chosen)} types already in {out / RESULTS}")

@@ -194,16 +194,23 @@ def test_worker_timeout_still_gives_a_row(tmp_path):
     assert row.outcome != "ok"
 
 
+SURVEY_TOOL = "feedc0ffee00"  # the tool identity both survey runs below are keyed on (others edit this checkout)
+
+
 @pytest.fixture(scope="module")
 def surveyed(tmp_path_factory):
     """llama (healthy), qwen3_moe (MoE) and bloom (crashes today) in one run; only bloom gets new-arch + verify,
     since the fix runs only where stock AutoRound crashed or under-quantized."""
+    from scaffold.survey import provenance
+
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("survey")
     args = ["survey", "--types", "bloom,llama,qwen3_moe", "--jobs", "2", "--out", str(out), "--timeout", "400"]
-    result = CliRunner().invoke(app, args)
-    assert result.exit_code == 0, result.output
-    return out, {row.model_type: row for row in read_rows(out / "results.jsonl")}, result.output
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(provenance, "tool_identity", lambda: provenance.ToolIdentity(SURVEY_TOOL, dirty=False))
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        yield out, {row.model_type: row for row in read_rows(out / "results.jsonl")}, result.output
 
 
 @pytest.mark.slow
@@ -220,7 +227,9 @@ def test_survey_rows(surveyed):
     assert 0.0 < moe.stock_share <= 1.0
     assert (moe.stock == "ok") == (moe.stock_share >= R.FULL_SHARE)
     assert (moe.after_scaffold == "skipped") == (moe.stock == "ok")
-    assert llama.commit and llama.timestamp and llama.versions["scaffold_commit"].startswith(llama.commit)
+    # keyed on the survey's identity, taken once; commit/dirty say what the worker really ran
+    assert llama.versions["scaffold_commit"] == SURVEY_TOOL and llama.commit and llama.commit != SURVEY_TOOL
+    assert llama.timestamp.startswith("20")
     assert llama.host["amp_dtype"] in ("bfloat16", "float32") and isinstance(llama.host["bf16"], bool)
     bloom = rows["bloom"]
     assert bloom.stock == "crash" and bloom.stock_detail.startswith("RuntimeError")

@@ -11,11 +11,12 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from scaffold.errors import ScaffoldError
 from scaffold.survey import rows as R
+from scaffold.survey.worker import VERSIONS_ENV
 
 RESULTS = "results.jsonl"
 
@@ -26,6 +27,9 @@ class SurveyOptions:
     jobs: int = 1
     timeout: float = 600.0  # seconds per model type, all stages together
     fix: bool = True
+    # the versions every row of this run is keyed on, taken once at its start (a commit made while the survey
+    # runs does not split it); empty: taken when the run starts
+    versions: dict[str, str] = field(default_factory=dict)
 
 
 def causal_lm_types() -> list[str]:
@@ -75,12 +79,14 @@ def _kill_group(process: subprocess.Popen) -> None:
         process.kill()
 
 
-def _interrupted_row(row_path: Path, model_type: str, status: str, detail: str, seconds: float) -> R.SurveyRow:
+def _interrupted_row(
+    row_path: Path, model_type: str, status: str, detail: str, seconds: float, versions: dict[str, str]
+) -> R.SurveyRow:
     """The worker's last written row with the stage it was in marked ``status`` (timeout / worker-crash)."""
     try:
         row = R.SurveyRow.from_json(json.loads(row_path.read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError):
-        row = R.SurveyRow(model_type=model_type, versions=current_versions(), phase="tiny_build")
+        row = R.SurveyRow(model_type=model_type, versions=dict(versions), phase="tiny_build")
     if row.phase in ("start", "tiny_build"):
         row.tiny_build = f"{status}: {detail}"
     elif row.phase == "stock":
@@ -95,11 +101,13 @@ def _interrupted_row(row_path: Path, model_type: str, status: str, detail: str, 
 def run_worker(model_type: str, options: SurveyOptions) -> R.SurveyRow:
     """Survey ``model_type`` in a fresh subprocess; a crash or timeout still yields a row."""
     start = time.monotonic()
+    versions = options.versions or current_versions()
     with tempfile.TemporaryDirectory(prefix="survey-row-") as tmp:
         row_path = Path(tmp) / "row.json"
         command = [sys.executable, "-m", "scaffold.survey.worker", model_type, str(row_path)]
         command += ["--timeout", str(options.timeout)] + ([] if options.fix else ["--no-fix"])
         env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONWARNINGS": "ignore"}
+        env[VERSIONS_ENV] = json.dumps(versions)
         process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
         )
@@ -108,9 +116,8 @@ def run_worker(model_type: str, options: SurveyOptions) -> R.SurveyRow:
         except subprocess.TimeoutExpired:
             _kill_group(process)
             process.communicate()
-            return _interrupted_row(
-                row_path, model_type, R.TIMEOUT, f"past {options.timeout:g} s", time.monotonic() - start
-            )
+            detail = f"past {options.timeout:g} s"
+            return _interrupted_row(row_path, model_type, R.TIMEOUT, detail, time.monotonic() - start, versions)
         row_written = row_path.is_file()
         if row_written:
             row = R.SurveyRow.from_json(json.loads(row_path.read_text(encoding="utf-8")))
@@ -118,7 +125,7 @@ def run_worker(model_type: str, options: SurveyOptions) -> R.SurveyRow:
                 return row
         tail = " ".join((stderr or "").strip().splitlines()[-1:])[:300]
         detail = f"exit {process.returncode}" + (f": {tail}" if tail else "")
-        return _interrupted_row(row_path, model_type, R.WORKER_CRASH, detail, time.monotonic() - start)
+        return _interrupted_row(row_path, model_type, R.WORKER_CRASH, detail, time.monotonic() - start, versions)
 
 
 def run_survey(
@@ -126,8 +133,8 @@ def run_survey(
 ) -> list[R.SurveyRow]:
     """Survey the pending ``types`` into ``options.out/results.jsonl``; returns the rows of this run."""
     results = options.out / RESULTS
-    versions = current_versions()
-    todo = pending_types(types, results, versions, options.fix)
+    options = replace(options, versions=options.versions or current_versions())
+    todo = pending_types(types, results, options.versions, options.fix)
     new_rows: list[R.SurveyRow] = []
     with ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
         futures = {pool.submit(run_worker, name, options): name for name in todo}

@@ -20,6 +20,8 @@ from typing import Any
 from scaffold.errors import first_line
 from scaffold.survey import rows as R
 
+VERSIONS_ENV = "SCAFFOLD_SURVEY_VERSIONS"  # JSON: the survey's versions, set by scaffold.survey.runner
+
 STOCK_GROUP_SIZE = 32  # the tiny instance's 64-wide layers quantize with groups of 32
 # Stock AutoRound, tiny calibration. torch.compile is off: AutoRound turns it on for MoE models even at
 # iters=1, and compiling on a CPU takes minutes without telling anything about the architecture.
@@ -181,14 +183,25 @@ def failure_reason(output: str) -> str:
     return lines[-1] if lines else "no output"
 
 
-def survey_one(model_type: str, row_path: Path, *, fix: bool = True, timeout: float = 600.0) -> R.SurveyRow:
-    """Fill and return the row of ``model_type``, rewriting ``row_path`` as each stage starts."""
+def survey_one(
+    model_type: str,
+    row_path: Path,
+    *,
+    fix: bool = True,
+    timeout: float = 600.0,
+    versions: dict[str, str] | None = None,
+) -> R.SurveyRow:
+    """Fill and return the row of ``model_type``, rewriting ``row_path`` as each stage starts.
+
+    ``versions``: what the row is keyed on (the survey's, taken at its start); default: this process's own.
+    ``commit`` and ``dirty`` always say what this process runs.
+    """
     from scaffold.survey.provenance import host_info, survey_versions, timestamp, tool_identity
 
     start = time.monotonic()
     deadline = start + timeout
     tool = tool_identity()
-    row = R.SurveyRow(model_type=model_type, versions=survey_versions(tool), timestamp=timestamp())
+    row = R.SurveyRow(model_type=model_type, versions=versions or survey_versions(tool), timestamp=timestamp())
     row.commit, row.dirty = tool.commit, tool.dirty
     _write(row, row_path, "tiny_build")
     try:
@@ -237,7 +250,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--timeout", type=float, default=600.0)
     args = parser.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    survey_one(args.model_type, args.row_path, fix=not args.no_fix, timeout=args.timeout)
+    versions = json.loads(os.environ.get(VERSIONS_ENV) or "{}") or None  # set by the runner
+    survey_one(args.model_type, args.row_path, fix=not args.no_fix, timeout=args.timeout, versions=versions)
 
 
 if __name__ == "__main__":
