@@ -142,9 +142,23 @@ def _autoround(model: nn.Module, samples: list[dict[str, Any]]) -> Any:
     )
 
 
+def as_layout(tensor: torch.Tensor, like: torch.Size) -> torch.Tensor:
+    """``tensor`` with one dimension moved so its shape is ``like`` (an adaptation may hand AutoRound blocks
+    batch-first hidden states where the model's own forward passes them sequence-first); unchanged otherwise."""
+    if tensor.shape == like:
+        return tensor
+    for source in range(tensor.dim()):
+        for target in range(tensor.dim()):
+            if source != target and tensor.movedim(source, target).shape == like:
+                return tensor.movedim(source, target)
+    return tensor
+
+
 def _compare(outputs: list[torch.Tensor], references: list[torch.Tensor], batch_dim: int) -> tuple[str, float | None]:
-    expected = torch.cat(references, dim=batch_dim)
     got = torch.cat([o.detach() for o in outputs], dim=batch_dim)
+    if outputs and references and outputs[0].shape != references[0].shape:
+        references = [as_layout(r, outputs[0].shape) for r in references]
+    expected = torch.cat(references, dim=batch_dim)
     if got.shape != expected.shape:
         return f"replayed output has shape {list(got.shape)}, the real forward {list(expected.shape)}", None
     return "", float((got.float() - expected.float()).abs().max())
@@ -202,7 +216,9 @@ def _replay_group(ar: Any, group: list[str], cached: dict[str, Any], references:
             continue
         later = BlockReplay(block=name, stage="replay", real_call=_first(calls))
         later.cached, later.inputs_from = first.cached, group[0]
-        done.append(_run_and_compare(ar, later, [call.hidden for call in calls], input_others, calls))
+        like = input_ids[0].shape if isinstance(input_ids, list) and input_ids else None
+        hidden = [as_layout(call.hidden, like) if like is not None else call.hidden for call in calls]
+        done.append(_run_and_compare(ar, later, hidden, input_others, calls))
     return done
 
 
@@ -284,11 +300,15 @@ def replay_groups(model: nn.Module, notes: list[str]) -> list[list[str]]:
     ``ModuleList``) or misses one, the block_detection fix makes it use the stacks found in the module tree,
     so those are the ones whose replay matters.
     """
+    from scaffold.detectors.block_detection import foreign_blocks
     from scaffold.stacks import block_stacks
 
     groups = [list(group) for group in get_block_names(model) if group]
     stacks = block_stacks(model)
     intended = [stack.blocks for stack in stacks if stack.modality == "text" and stack.blocks]
+    # layers of another signature mixed into a stack (MTP layers) are left out by the block_detection fix
+    foreign = [{entry["block"] for entry in foreign_blocks(model, blocks)} for blocks in intended]
+    intended = [[b for b in blocks if b not in left_out] for blocks, left_out in zip(intended, foreign, strict=True)]
     as_found = {tuple(group) for group in groups}
     missed = any(tuple(blocks) not in as_found for blocks in intended)
     decoys = as_found - {tuple(stack.blocks) for stack in stacks}  # e.g. a ModuleList of rotary embeddings

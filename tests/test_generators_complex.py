@@ -419,7 +419,9 @@ def test_block_replay_alibi_fix_is_equivalent(tmp_path):
     [
         ("zero_dim_tensor", {"scale": "Tensor[]", "attention_mask": "Tensor[2, 1, 8, 8]"}, "constant"),
         ("python_list", {"layer_types": {"type": "list", "shape": None}}, "constant"),
-        ("int_mask", {"attention_mask": "Tensor[2, 1, 8, 8]"}, "skeleton"),
+        ("int_mask", {"attention_mask": "Tensor[2, 1, 8, 8]"}, "constant"),
+        ("python_scalar", {"scale": "float"}, "constant"),
+        ("unknown", {"attention_mask": "Tensor[2, 1, 8, 8]"}, "skeleton"),
     ],
 )
 def test_block_replay_other_causes(cause, inputs, rewrite, tmp_path):
@@ -821,3 +823,68 @@ def test_forward_coverage_lets_autoround_quantize_the_unreached_stack(tmp_path):
     packed, share = quantize_and_count(model, tmp_path / "export", fresh)
     assert packed.packed_modules == 4 * 7  # two decoder layers and two draft layers, 7 projections each
     assert share == pytest.approx(1.0)
+
+
+def test_block_replay_sequence_first_fix(tmp_path):
+    """Sequence-first blocks with a 0-d layer index (ChatGLM-6B style): AutoRound sees batch-first tensors, the
+    model's own forward is unchanged, and a block replayed alone with batch-first inputs matches the model."""
+    from scaffold.generators import block_replay
+
+    finding = replay_finding("sequence_first", {"hidden_states": "Tensor[8, 1, 8]", "layer_id": "Tensor[]"})
+    finding.evidence.update(
+        batch_dims={"hidden_states": 1, "rotary": 1},
+        mishandled={"layer_id": "zero_dim_tensor"},
+        per_block_values={"layer_id": [0, 1]},
+    )
+    plan = plan_for("toy_seqfirst", "ToyForCausalLM")
+    block_replay.generate(finding, plan)
+    (facts,) = plan.test_data["block_replay"]
+    assert facts["rewrite"] == "batch_first" and not facts["skeleton"]
+    ruff_clean(functions_source(plan), tmp_path)
+    namespace = patched_namespace(plan, tmp_path, "gen_replay_seqfirst")
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(8, 8)
+
+        def forward(self, hidden_states, rotary, layer_id=None):  # [seq, batch, 8], [seq, batch or 1, 8]
+            return (self.linear(hidden_states + rotary) * (1.0 + float(layer_id)), None)
+
+    class Encoder(nn.Module):  # the stack's owner: its forward runs the blocks sequence-first
+        def __init__(self):
+            super().__init__()
+            self.h = nn.ModuleList([Block(), Block()])
+
+        def forward(self, hidden, rotary):
+            for i, block in enumerate(self.h):
+                hidden = block(hidden, rotary, layer_id=torch.tensor(i))[0]
+            return hidden
+
+    class Toy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.config = type("Config", (), {"model_type": "toy_seqfirst"})()
+            self.transformer = Encoder()
+
+        def forward(self, x):  # x: [batch, seq, 8]
+            rotary = torch.arange(x.shape[1] * 8.0).view(-1, 1, 8) / 64
+            return self.transformer(x.transpose(0, 1), rotary).transpose(0, 1)
+
+    torch.manual_seed(0)
+    reference = Toy()
+    model = Toy()
+    model.load_state_dict(reference.state_dict())
+    run_branch(plan, namespace, model)
+    x = torch.randn(2, 6, 8)
+    seen = {}
+    model.transformer.h[0].register_forward_pre_hook(lambda m, a, k: seen.update(a=a, k=dict(k)), with_kwargs=True)
+    with torch.no_grad():
+        assert (model(x) - reference(x)).abs().max().item() <= TOL
+    # what AutoRound caches: batch-first hidden states and rotary table, the 0-d layer_id kept out
+    assert seen["a"][0].shape == (2, 6, 8) and seen["k"]["rotary"].shape == (1, 6, 8) and "layer_id" not in seen["k"]
+    rotary = torch.arange(6 * 8.0).view(-1, 1, 8) / 64
+    with torch.no_grad():  # replayed alone, as block_forward does: batch-first in, batch-first out, no layer_id
+        replayed = model.transformer.h[1](x, rotary=rotary.transpose(0, 1).expand(2, -1, -1))[0]
+        expected = reference.transformer.h[1](x.transpose(0, 1), rotary, layer_id=torch.tensor(1))[0]
+    assert (replayed - expected.transpose(0, 1)).abs().max().item() <= TOL

@@ -28,6 +28,8 @@ FIXES = {
     "python_list": "pass the state as tensors with a batch dimension, or declare the key shared and wrap "
     "the block so it receives the list unchanged",
     "int_mask": "convert the integer mask to bool before the blocks (or declare it shared if it is per model)",
+    "sequence_first": "the blocks take sequence-first hidden states, but AutoRound's block_forward concatenates and "
+    "splits along dim 0: hand AutoRound batch-first hidden states (and inputs) and move them back inside each block",
     "per_block_input": "AutoRound replays every block with the first block's cached inputs: register the block for "
     "prepare_special_model_block_inputs to rebuild the per-layer inputs (masks, rotary tables) from the layer index",
     "previous_block_output": "AutoRound replays each block alone, so an input the model loop takes from the previous "
@@ -64,10 +66,78 @@ def _alibi_detail(real: torch.Tensor, cached: str) -> str:
     )
 
 
-def classify(real_inputs: dict[str, Any], cached: dict[str, str], shared: tuple[str, ...]) -> Cause:
-    """Name the input AutoRound mishandles, from the block's real inputs (first sample) and what it cached."""
+def batch_layout(model: torch.nn.Module, block: str, inputs: dict[str, Any]) -> dict[str, int | None]:
+    """{input of ``block``: the dimension AutoRound must split it along} in real forwards of ``inputs`` (a batch of
+    two) and of its first sample: the dimension that grows with the batch; for a tensor that does not grow, the
+    hidden states' batch dimension where it has size 1 there (it broadcasts), else None. The hidden states come first.
+    """
+    calls = []
+    for batch in (inputs, {k: v[:1] if isinstance(v, torch.Tensor) and v.dim() else v for k, v in inputs.items()}):
+        with record_block_calls(model, [block]) as recorder, torch.no_grad():
+            run_forward(model, batch)
+        calls.append(recorder.first(block))
+    if calls[0] is None or calls[1] is None or calls[0].hidden_name is None:
+        return {}
+
+    def grows(two: Any, one: Any) -> int | None:
+        if not isinstance(two, torch.Tensor) or not isinstance(one, torch.Tensor) or two.dim() != one.dim():
+            return None
+        found = [d for d in range(two.dim()) if two.shape[d] != one.shape[d]]
+        return found[0] if len(found) == 1 and two.shape[found[0]] == 2 * one.shape[found[0]] else None
+
+    hidden = calls[0].hidden_name
+    dims = {hidden: grows(calls[0].hidden, calls[1].hidden)}
+    for key, value in calls[0].inputs.items():
+        if key == hidden or not isinstance(value, torch.Tensor) or value.dim() == 0:
+            continue
+        dim = grows(value, calls[1].inputs.get(key))
+        if dim is None and dims[hidden] is not None and value.dim() > dims[hidden] and value.shape[dims[hidden]] == 1:
+            dim = dims[hidden]
+        dims[key] = dim
+    return dims
+
+
+def mishandled_inputs(real_inputs: dict[str, Any], shared: tuple[str, ...]) -> dict[str, str]:
+    """{input: kind} of every input AutoRound's per-sample caching cannot carry: 0-d tensors (``torch.split``
+    needs a dimension), Python numbers (not cached at all), lists/tuples of tensors (stored whole, concatenated
+    on replay) and integer masks."""
+    found: dict[str, str] = {}
+    for key, value in real_inputs.items():
+        if key in shared:
+            continue
+        if isinstance(value, torch.Tensor) and value.dim() == 0:
+            found[key] = "zero_dim_tensor"
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            found[key] = "python_scalar"
+        elif isinstance(value, (list, tuple)) and tensors_in(value):
+            found[key] = "python_list"
+        elif "mask" in key and isinstance(value, torch.Tensor) and not value.is_floating_point():
+            if value.dtype != torch.bool:
+                found[key] = "int_mask"
+    return found
+
+
+def classify(
+    real_inputs: dict[str, Any],
+    cached: dict[str, str],
+    shared: tuple[str, ...],
+    layout: dict[str, int | None] | None = None,
+) -> Cause:
+    """Name the input AutoRound mishandles, from the block's real inputs (first sample) and what it cached.
+
+    ``layout`` (:func:`batch_layout`) names the batch dimension of each input, the hidden states first.
+    """
     if isinstance(real_inputs.get("alibi"), torch.Tensor):  # block_forward special-cases this very name
         return Cause("alibi", ["alibi"], _alibi_detail(real_inputs["alibi"], cached.get("alibi", "?")))
+    hidden, hidden_dim = next(iter((layout or {}).items()), (None, None))
+    if hidden_dim:
+        moved = [hidden, *(k for k, d in layout.items() if k != hidden and d is not None and d != 0)]
+        return Cause(
+            "sequence_first",
+            moved,
+            f"{hidden} has its batch along dim {hidden_dim}; AutoRound's calibration splits along it, but "
+            "block_forward (BlockForwardRunner) concatenates samples and splits outputs along dim 0",
+        )
     own = {k: v for k, v in real_inputs.items() if k not in shared}
     zero_dim = [k for k, v in own.items() if isinstance(v, torch.Tensor) and v.dim() == 0]
     if zero_dim:
@@ -216,7 +286,11 @@ def _finding(
     ctx: InspectContext | None = None,
 ) -> Finding:
     real_inputs = replay.real_call.inputs if replay.real_call else {}
-    cause = per_block_cause(replay, first) if first else classify(real_inputs, replay.cached, shared)
+    layout: dict[str, int | None] = {}
+    if ctx is not None and first is None:
+        layout = batch_layout(ctx.tiny().model, replay.block, ctx.tiny().inputs)
+    cause = per_block_cause(replay, first) if first else classify(real_inputs, replay.cached, shared, layout)
+    mishandled = mishandled_inputs(real_inputs, shared)
     evidence: dict[str, Any] = {
         "stack": stack,
         "block": replay.block,
@@ -232,7 +306,11 @@ def _finding(
     }
     if cause.carried:
         evidence["carried_from_previous"] = cause.carried
-    scalar_keys = [k for k in cause.inputs if _scalar(real_inputs.get(k)) is not None]
+    if layout:
+        evidence["batch_dims"] = layout
+    if mishandled:
+        evidence["mishandled"] = mishandled
+    scalar_keys = [k for k in dict.fromkeys([*cause.inputs, *mishandled]) if _scalar(real_inputs.get(k)) is not None]
     if ctx is not None and scalar_keys:
         evidence["per_block_values"] = per_block_values(ctx, stack, scalar_keys)
     if ctx is not None and cause.tag == "per_block_input":

@@ -39,7 +39,12 @@ from scaffold.plan import SPECIAL_MODEL_HANDLER, HandlerBranch, Plan, PlanItem, 
 
 HANDLER_FUNCTION = "_handle_special_model"
 CARRY_MAX_ROWS = 1024  # per-sample output rows a carry fix keeps per block (bounds memory outside calibration)
-CONSTANT_CAUSES = {"zero_dim_tensor": "zero-dim tensor", "python_list": "Python list"}
+CONSTANT_CAUSES = {
+    "zero_dim_tensor": "zero-dim tensor",
+    "python_list": "Python list",
+    "python_scalar": "Python number",
+    "int_mask": "integer mask",
+}
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,8 @@ class ReplayFix:
     constant_keys: tuple[str, ...] = ()
     index_keys: dict[str, int | float] = field(default_factory=dict)  # key -> offset: block i gets offset + i
     carried: dict[str, int] = field(default_factory=dict)  # key -> index of the previous block's output element
+    hidden_dim: int = 0  # batch_first: the batch dimension of the hidden states the model passes its blocks
+    move_dims: dict[str, int] = field(default_factory=dict)  # batch_first: other inputs' batch dims (not 0)
     owner: str = ""  # rebuild: the module holding the stack, whose forward builds the per-block inputs
     owner_params: tuple[str, ...] = ()  # rebuild: its forward parameters
     output_arity: int = 0  # rebuild: 0 when a block returns a tensor, else the length of its output tuple
@@ -97,15 +104,21 @@ def choose_fix(finding: Finding) -> ReplayFix:
         if layout:
             return ReplayFix("alibi", stack, cause, alibi_key=key, alibi_layout=layout)
         return ReplayFix("skeleton", stack, cause, reason=f"ALiBi input {key} has an unknown layout {shape}")
-    if cause in CONSTANT_CAUSES:
+    mishandled = list(evidence.get("mishandled") or {})
+    if cause == "sequence_first":
+        return _batch_first_fix(stack, cause, evidence, mishandled)
+    if cause in CONSTANT_CAUSES or (cause == "unknown" and mishandled):
         if cause == "zero_dim_tensor":
             found = [name for name, kind in inputs.items() if kind.shape == ()]
+        elif cause == "int_mask":
+            found = [name for name in inputs if "mask" in name]
         else:
-            found = [name for name, kind in inputs.items() if kind.type.lower() in ("list", "tuple")]
-        keys = named or found
+            found = [name for name, kind in inputs.items() if kind.type.lower() in ("list", "tuple", "int", "float")]
+        keys = list(dict.fromkeys([*named, *mishandled])) or found
         if keys:
             return _constant_or_index_fix(stack, cause, keys, evidence.get("per_block_values") or {})
-        return ReplayFix("skeleton", stack, cause, reason=f"the probe named no {CONSTANT_CAUSES[cause]} input")
+        what = CONSTANT_CAUSES.get(cause, "mishandled")
+        return ReplayFix("skeleton", stack, cause, reason=f"the probe named no {what} input")
     if cause == "per_block_input" and evidence.get("rebuild"):
         return _rebuild_fix(stack, cause, named, evidence["rebuild"])
     carried = evidence.get("carried_from_previous") or {}
@@ -132,6 +145,21 @@ def _rebuild_fix(stack: str, cause: str, named: list[str], facts: dict[str, Any]
     return ReplayFix("skeleton", stack, cause, constant_keys=keys, reason=reason)
 
 
+def _batch_first_fix(stack: str, cause: str, evidence: dict[str, Any], mishandled: list[str]) -> ReplayFix:
+    """Blocks fed sequence-first: hand AutoRound batch-first tensors, keep uncacheable inputs out of its cache."""
+    dims = dict(evidence.get("batch_dims") or {})
+    if not dims:
+        return ReplayFix("skeleton", stack, cause, reason="the probe measured no batch dimension of the block inputs")
+    hidden, hidden_dim = next(iter(dims.items()))
+    move = {key: int(dim) for key, dim in dims.items() if key != hidden and dim not in (None, 0)}
+    fix = _constant_or_index_fix(stack, cause, mishandled, evidence.get("per_block_values") or {})
+    if fix.rewrite == "skeleton":
+        return fix
+    fix.rewrite, fix.hidden_dim, fix.move_dims = "batch_first", int(hidden_dim), move
+    fix.owner = stack.rpartition(".")[0]
+    return fix
+
+
 def block_offset(values: list) -> int | float | None:
     """``values[0]`` when block ``i`` of the stack gets ``values[0] + i`` (a layer index), else None."""
     if not values or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
@@ -146,7 +174,7 @@ def _constant_or_index_fix(stack: str, cause: str, keys: list[str], per_block: d
         values = per_block.get(key)
         if values is None or len(set(map(repr, values))) == 1:
             constant.append(key)
-        elif cause == "zero_dim_tensor" and block_offset(values) is not None:
+        elif block_offset(values) is not None:
             index[key] = block_offset(values)
         else:
             reason = f"{key} differs per block of `{stack}` ({values[:6]}) with no rule scaffold can derive"
@@ -193,6 +221,8 @@ def render_fix(fix: ReplayFix, prefix: str, exception: str) -> str:
         index_keys=dict(fix.index_keys),
         carried=dict(fix.carried),
         owner=fix.owner,
+        hidden_dim=fix.hidden_dim,
+        move_dims=dict(fix.move_dims),
         stack_in_owner=fix.stack[len(fix.owner) + 1 :] if fix.owner else fix.stack,
         owner_kwargs=[k for k in ("attention_mask", "position_ids", "use_cache") if k in fix.owner_params],
         output_arity=fix.output_arity,
@@ -254,6 +284,9 @@ def generate(finding: Finding, plan: Plan, ctx: InspectContext | None = None) ->
         "constant": f"passes {', '.join(inputs)} uncached",
         "carry": f"carries {', '.join(inputs)} from each block's output to the next block",
         "rebuild": f"re-derives {', '.join(inputs)} per block from `{fix.owner or 'the model'}`'s own forward",
+        "batch_first": f"hands AutoRound batch-first hidden states (the model passes them with the batch along dim "
+        f"{fix.hidden_dim}) and moves them back inside each block"
+        + (f"; passes {', '.join(inputs)} uncached" if inputs else ""),
     }
     generated = [f"`{f.name}` in {SPECIAL_MODEL_HANDLER}" for f in functions]
     generated.append(f'`if model_type == "{plan.model_type}": {entry}(model)` in `{HANDLER_FUNCTION}`')
@@ -262,7 +295,10 @@ def generate(finding: Finding, plan: Plan, ctx: InspectContext | None = None) ->
     if fix.index_keys:
         rebuilt = ", ".join(f"{key} = {offset} + i" for key, offset in fix.index_keys.items())
         generated.append(f"block i of `{fix.stack}` rebuilds its own {rebuilt} (measured per block on the tiny model)")
-    if fix.rewrite == "constant" and fix.constant_keys:
+    if fix.move_dims:
+        moved = ", ".join(f"{key} (batch along dim {dim})" for key, dim in fix.move_dims.items())
+        generated.append(f"inputs moved to batch-first with the hidden states: {moved}")
+    if fix.rewrite in ("constant", "batch_first") and fix.constant_keys:
         generated.append("assumes those inputs are the same for every calibration sample (checked by the test)")
     todos = [f"{TODO} in `{entry}`: {fix.reason}"] if fix.rewrite == "skeleton" else []
     plan.items.append(PlanItem(mode=finding.mode.value, summary=finding.summary, generated=generated, todos=todos))
