@@ -153,3 +153,33 @@ def test_bloom_alibi_replay_is_reported():
     assert evidence["stack"] == "transformer.h"
     assert "The expanded size of the tensor" in evidence["exception"]
     assert "post_process_cache_data" in evidence["cause_detail"]
+
+
+def test_mishandled_inputs_names_every_uncacheable_kind():
+    from scaffold.detectors.block_replay import mishandled_inputs
+
+    inputs = {
+        "hidden_states": torch.zeros(1, 8, 4),
+        "layer_id": torch.tensor(1),
+        "layer_idx": 1,
+        "states": [torch.zeros(1, 4)],
+        "token_mask": torch.ones(1, 8, dtype=torch.long),
+        "attention_mask": torch.ones(1, 1, 8, 8, dtype=torch.bool),
+        "use_cache": False,
+    }
+    found = mishandled_inputs(inputs, ())
+    assert found == {
+        "layer_id": "zero_dim_tensor",
+        "layer_idx": "python_scalar",
+        "states": "python_list",
+        "token_mask": "int_mask",
+    }
+    assert "layer_id" not in mishandled_inputs(inputs, ("layer_id",))
+
+
+def test_sequence_first_layout_is_classified_before_other_causes():
+    layout = {"hidden_states": 1, "rotary_pos_emb": 1, "attention_mask": 0}
+    inputs = {"hidden_states": torch.zeros(8, 1, 4), "layer_id": torch.tensor(0)}
+    cause = classify(inputs, {}, (), layout)
+    assert cause.tag == "sequence_first" and cause.inputs == ["hidden_states", "rotary_pos_emb"]
+    assert classify(inputs, {}, (), {"hidden_states": 0}).tag == "zero_dim_tensor"
