@@ -50,7 +50,7 @@ def test_summary_classifies_rows_honestly():
 def test_a_passing_generated_test_is_a_fix_only_with_proof(fields, why):
     row = _row("x", **{"stock": "under-quantized", "stock_share": 0.2, "after_scaffold": "ok", **fields})
     assert row.outcome == "needs-human" and row.unproven_fix == why
-    assert row.human_reason == f"generated test passed, fix unproven ({why.split(' (')[0]})"
+    assert row.human_reason == f"generated test passed, fix unproven: {why.split(' (')[0]}"
     proven = _row("y", stock="under-quantized", stock_share=0.493, after_scaffold="ok", generated=1, after_share=1.0)
     assert proven.outcome == "fixed" and proven.unproven_fix == ""
 

@@ -104,7 +104,7 @@ class SurveyRow:
         if self.after_scaffold == SKIPPED:
             return f"stock {self.stock}, fix not run"
         if self.after_scaffold == OK:
-            return f"generated test passed, fix unproven ({self.unproven_fix.split(' (')[0]})"
+            return f"generated test passed, fix unproven: {self.unproven_fix.split(' (')[0]}"
         head = self.after_detail.split(":")[0] if self.after_detail else ""
         return f"after-scaffold {self.after_scaffold}" + (f" ({head})" if head else "")
 
