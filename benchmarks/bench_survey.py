@@ -47,14 +47,14 @@ def main() -> None:
 
     every = causal_lm_types()
     sample = [t for t in args.types.split(",") if t] or spread_sample(every, args.sample, args.offset)
-    options = SurveyOptions(out=args.out, jobs=args.jobs, timeout=args.timeout, fix=not args.no_fix)
+    versions = current_versions()  # taken once: the rows of this run are keyed on them
+    options = SurveyOptions(out=args.out, jobs=args.jobs, timeout=args.timeout, fix=not args.no_fix, versions=versions)
     start = time.perf_counter()
     new_rows = run_survey(sample, options)
     for row in new_rows:
         print(f"{row.model_type:28s} {row.seconds:7.1f} s  stock {row.stock:16s} after {row.after_scaffold}")
     wall = time.perf_counter() - start
 
-    versions = current_versions()
     rows = latest_rows(read_rows(args.out / RESULTS), versions)
     write_outputs(args.out, rows, versions)
     measured = [row.seconds for row in rows if row.model_type in set(sample)]
