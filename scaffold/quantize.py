@@ -72,6 +72,7 @@ class PackedCount:
     plain: dict[str, int]  # ``.weight`` tensors left unpacked (name without ``.weight``) -> parameters
     bits: int
     group_size: int
+    unread: list[str] = field(default_factory=list)  # packed tensors of a shape this count cannot read (not 2-D)
 
     @property
     def packed_params(self) -> int:
@@ -251,7 +252,8 @@ def count_packed(export_dir: str | Path) -> PackedCount:
     """Count the packed (``qweight``) modules of an ``auto_round`` export and the parameters they cover.
 
     A GPTQ-style ``qweight`` is ``[in_features * bits / 32, out_features]`` int32, so each packed
-    module covers ``in_features * out_features`` original weight parameters.
+    module covers ``in_features * out_features`` original weight parameters; a ``qweight`` of another rank
+    is listed in ``unread``, not guessed at.
     """
     export_dir = Path(export_dir)
     shapes = _export_tensor_shapes(export_dir)
@@ -264,6 +266,7 @@ def count_packed(export_dir: str | Path) -> PackedCount:
     packed: dict[str, int] = {}
     packed_shapes: dict[str, tuple[int, int]] = {}
     plain: dict[str, int] = {}
+    unread: list[str] = []
     for key, shape in shapes.items():
         if key.endswith(".qweight") and len(shape) == 2:
             module = key[: -len(".qweight")]
@@ -272,11 +275,14 @@ def count_packed(export_dir: str | Path) -> PackedCount:
             out_features = shape[1]
             packed[module] = in_features * out_features
             packed_shapes[module] = (in_features, out_features)
+        elif key.endswith(".qweight"):
+            unread.append(key)
         elif key.endswith(".weight") and len(shape) >= 2:
             plain[key[: -len(".weight")]] = math.prod(shape)
         elif len(shape) == 3 and not key.endswith((".qzeros", ".scales", ".g_idx")):
             plain[key] = shape[0] * shape[1] * shape[2]  # fused 3-D expert parameters left as they were
-    return PackedCount(packed, packed_shapes, plain, default_bits, int(qconfig.get("group_size", 128)))
+    group_size = int(qconfig.get("group_size", 128))
+    return PackedCount(packed, packed_shapes, plain, default_bits, group_size, unread)
 
 
 class ParamShapes(dict):

@@ -82,6 +82,7 @@ def test_count_packed_reads_bits_and_plain_weights(tmp_path):
     tensors = {
         "blocks.0.proj.qweight": torch.zeros(64 * 8 // 32, 32, dtype=torch.int32),  # 8-bit override, in=64
         "blocks.0.fc.qweight": torch.zeros(64 * 4 // 32, 16, dtype=torch.int32),  # 4-bit default, in=64
+        "blocks.0.experts.qweight": torch.zeros(4, 8, 16, dtype=torch.int32),  # a rank this count cannot read
         "blocks.0.experts.w_in": torch.zeros(4, 32, 64),
         "blocks.0.norm.weight": torch.zeros(64),
         "head.weight": torch.zeros(10, 64),
@@ -93,6 +94,7 @@ def test_count_packed_reads_bits_and_plain_weights(tmp_path):
     assert packed.packed == {"blocks.0.proj": 64 * 32, "blocks.0.fc": 64 * 16}
     assert packed.plain == {"blocks.0.experts.w_in": 4 * 32 * 64, "head": 640}
     assert packed.group_size == 32 and packed.packed_params == 64 * 48
+    assert packed.unread == ["blocks.0.experts.qweight"]
 
 
 def test_block_coverage_counts_unfused_experts_for_fused_owner():

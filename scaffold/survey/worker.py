@@ -107,11 +107,12 @@ def run_stock(tiny: Any, out_dir: Path) -> StockResult:
     if not run.ok:
         return StockResult(R.CRASH, f"{run.error_type}: {(run.error or '').strip()[:300]}", amp_dtype=run.amp_dtype)
     try:
-        coverage = block_coverage(shapes, count_packed(out_dir), blocks, exclude=ignored)
+        packed = count_packed(out_dir)
+        coverage = block_coverage(shapes, packed, blocks, exclude=ignored)
     except Exception as exc:  # noqa: BLE001 - an export that cannot be read is a crash of the stock run
         return StockResult(R.CRASH, f"export unreadable: {_first_line(exc)}", amp_dtype=run.amp_dtype)
     share = round(coverage.share, 4)
-    unmapped = _listed("packed but not mapped to the model", coverage.unmatched_packed)
+    unmapped = _listed("packed but not mapped to the model", coverage.unmatched_packed + packed.unread)
     if coverage.share < R.FULL_SHARE:
         detail = "; ".join(filter(None, [_listed("unpacked", coverage.unquantized), unmapped]))
         return StockResult(R.UNDER_QUANTIZED, detail, share, run.amp_dtype)
