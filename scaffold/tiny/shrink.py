@@ -11,6 +11,7 @@ Token ids are kept inside the new vocab, distinct ids stay distinct.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -42,6 +43,14 @@ class ShrinkTargets:
     experts: int = 4
     top_k: int = 2
     vocab: int = 512
+
+
+@functools.cache
+def _sampling_top_k() -> int | None:
+    """``GenerationConfig().top_k``: the sampling default transformers 4.x also sets on every config."""
+    from transformers import GenerationConfig
+
+    return GenerationConfig().top_k
 
 
 def _is_int(value: Any) -> bool:
@@ -252,6 +261,8 @@ class Shrinker:
         if family is Family.SHARED_EXPERTS:
             return min(value, 1)
         if family is Family.TOP_K:
+            if key == "top_k" and value == _sampling_top_k():
+                return value  # transformers' own sampling default (PretrainedConfig on 4.x), not the experts' top-k
             # a bare ``top_k`` is a sampling setting unless the config has experts
             return min(value, t.top_k, t.experts) if _positive(config, Family.EXPERTS) or key != "top_k" else value
         if family is Family.EXPERT_GROUPS:
