@@ -279,21 +279,33 @@ def tokenizer_for(tiny: Any) -> Any:
     from scaffold.tiny.tokenizer import make_tokenizer
 
     names = tuple(name for name in ("input_ids", "attention_mask") if name in tiny.inputs) or ("input_ids",)
-    return make_tokenizer(text_vocab_size(tiny.config), model_input_names=names)
+    suffix = tuple(getattr(tiny, "suffix_ids", ()))  # special ids the forward looks up: appended to every text
+    return make_tokenizer(text_vocab_size(tiny.config), model_input_names=names, suffix_ids=suffix)
 
 
 def _quantize_and_count(
-    model: nn.Module, tokenizer: Any, out_dir: Path, expected: dict[str, Any], trust_remote_code: bool, **kwargs: Any
+    model: nn.Module,
+    tokenizer: Any,
+    out_dir: Path,
+    expected: dict[str, Any],
+    trust_remote_code: bool,
+    auto_class: str = "AutoModelForCausalLM",
+    **kwargs: Any,
 ) -> QuantCheck:
     from scaffold.quantize import block_coverage, count_packed, reload_and_forward, run_autoround
+    from scaffold.stock import counted_coverage
     from scaffold.tiny.tokenizer import calibration_texts
 
     torch.manual_seed(0)
     original = copy.deepcopy(model)
-    run = run_autoround(model, tokenizer, calibration_texts(), out_dir, group_size=expected["group_size"], **kwargs)
+    texts = calibration_texts()
+    run = run_autoround(model, tokenizer, texts, out_dir, group_size=expected["group_size"], **kwargs)
     packed = count_packed(run.export_dir)
-    coverage = block_coverage(original, packed, stack_block_names(original, expected["stacks"]))
-    reload = reload_and_forward(run.export_dir, trust_remote_code=trust_remote_code)
+    blocks = stack_block_names(original, expected["stacks"])
+    coverage = block_coverage(original, packed, blocks)
+    counted = counted_coverage(original, packed, blocks)  # comparable with the stock run's share
+    probe = tokenizer(texts[0], truncation=True, max_length=16, return_tensors="pt")["input_ids"]  # as calibrated
+    reload = reload_and_forward(run.export_dir, trust_remote_code, input_ids=probe, auto_class=auto_class)
     check = QuantCheck(
         packed_layers=len(packed.packed),
         packed_params=sum(packed.packed.values()),
@@ -309,6 +321,8 @@ def _quantize_and_count(
         layers_expected=check.expected_layers,
         block_share=round(check.block_share, 6),
         block_share_expected=expected["block_share"],
+        counted_share=round(counted.share, 6),
+        unmapped_packed=counted.unmapped,
         export="ok",
         amp_dtype=run.amp_dtype,
         reload="ok" if reload.ok and reload.finite else (reload.error or "non-finite logits"),
@@ -325,7 +339,13 @@ def quantize_and_reload(tiny: Any, out_dir: Path, *, predicted: dict[str, Any], 
     model = copy.deepcopy(tiny.model)
     compile_on = os.environ.get(COMPILE_ENV) == "1"
     return _quantize_and_count(
-        model, tokenizer_for(tiny), out_dir, predicted, trust_remote_code, enable_torch_compile=compile_on
+        model,
+        tokenizer_for(tiny),
+        out_dir,
+        predicted,
+        trust_remote_code,
+        auto_class=getattr(tiny, "auto_class", "AutoModelForCausalLM"),
+        enable_torch_compile=compile_on,
     )
 
 

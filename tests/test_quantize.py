@@ -163,7 +163,7 @@ def test_run_autoround_captures_sys_exit(monkeypatch, tmp_path):
 
 
 def _stock_export(model: torch.nn.Module, tokenizer, out_dir):
-    from scaffold.survey.worker import STOCK_GROUP_SIZE, STOCK_SETTINGS, text_block_names
+    from scaffold.stock import STOCK_GROUP_SIZE, STOCK_SETTINGS, text_block_names
     from scaffold.tiny.tokenizer import calibration_texts
 
     blocks, ignored = text_block_names(model)

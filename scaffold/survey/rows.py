@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scaffold import stock
+
 # Stock statuses
-OK = "ok"
-CRASH = "crash"
-UNDER_QUANTIZED = "under-quantized"
+OK, CRASH, UNDER_QUANTIZED = stock.OK, stock.CRASH, stock.UNDER_QUANTIZED
 TIMEOUT = "timeout"
 WORKER_CRASH = "worker-crash"
 SKIPPED = "skipped"
@@ -22,8 +22,7 @@ MULTIMODAL = "multimodal"
 FAILED = "failed"
 NEEDS_HUMAN = "needs-human"
 
-# Below this share of block weight parameters packed, a stock run counts as under-quantized.
-FULL_SHARE = 0.99
+FULL_SHARE = stock.FULL_SHARE  # below this share of the block weights a stock run counts as under-quantized
 # A fix counts only when the generated test's export packs at least this share (and more than stock did).
 FIXED_SHARE = 0.95
 # The versions a row depends on (the tool's commit among them); a re-run skips rows recorded under the same ones.

@@ -8,7 +8,6 @@ under-quantized) ``new-arch`` into a temporary folder and its generated test. Th
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import tempfile
@@ -18,21 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from scaffold.errors import first_line
+from scaffold.stock import STOCK_GROUP_SIZE, run_stock
 from scaffold.survey import rows as R
 
 VERSIONS_ENV = "SCAFFOLD_SURVEY_VERSIONS"  # JSON: the survey's versions, set by scaffold.survey.runner
-
-STOCK_GROUP_SIZE = 32  # the tiny instance's 64-wide layers quantize with groups of 32
-# Stock AutoRound, tiny calibration. torch.compile is off: AutoRound turns it on for MoE models even at
-# iters=1, and compiling on a CPU takes minutes without telling anything about the architecture.
-STOCK_SETTINGS = {
-    "scheme": "W4A16",
-    "iters": 1,
-    "nsamples": 2,
-    "seqlen": 32,
-    "batch_size": 2,
-    "enable_torch_compile": False,
-}
 
 
 def _first_line(exc: BaseException) -> str:
@@ -46,17 +34,6 @@ def _write(row: R.SurveyRow, path: Path, phase: str) -> None:
     os.replace(tmp, path)
 
 
-def text_block_names(model: Any) -> tuple[list[list[str]], list[str]]:
-    """Blocks of the model's text stacks (found structurally, not by AutoRound) and AutoRound's ignore regexes."""
-    import re
-
-    from scaffold.coverage import block_stacks, predefined_ignore_layers
-
-    stacks = [stack for stack in block_stacks(model) if stack.modality == "text"] or block_stacks(model)
-    ignored = [rf"(^|\.){re.escape(name)}$" for name in predefined_ignore_layers(model)]
-    return [list(stack.blocks) for stack in stacks], ignored
-
-
 def multimodal_for_autoround(ctx: Any, findings: list[str]) -> bool:
     """AutoRound calls the model multimodal and it is (no mllm_misdetection finding says otherwise)."""
     from scaffold.detectors.mllm_misdetection import autoround_mllm_verdict
@@ -67,62 +44,12 @@ def multimodal_for_autoround(ctx: Any, findings: list[str]) -> bool:
 
 
 @dataclass
-class StockResult:
-    status: str  # ok | crash | under-quantized
-    detail: str = ""
-    share: float | None = None  # packed share of the block weight parameters in the export
-    amp_dtype: str | None = None  # what AutoRound tuned in
-
-
-@dataclass
 class FixResult:
     status: str  # ok | failed | needs-human
     detail: str = ""
     todos: int = 0
     generated: int = 0  # findings new-arch generated code for
     after_share: float | None = None  # block_share the generated test recorded for its export
-
-
-def run_stock(tiny: Any, out_dir: Path) -> StockResult:
-    """Stock AutoRound on a copy of the tiny model, and the packed share of its export."""
-    import torch
-
-    from scaffold.quantize import block_coverage, count_packed, parameter_shapes, run_autoround
-    from scaffold.testkit import tokenizer_for
-    from scaffold.tiny.tokenizer import calibration_texts
-
-    torch.manual_seed(0)
-    model = copy.deepcopy(tiny.model)
-    shapes = parameter_shapes(model)  # carries the rules mapping checkpoint keys back to these names
-    blocks, ignored = text_block_names(model)
-    run = run_autoround(
-        model,
-        tokenizer_for(tiny),
-        calibration_texts(),
-        out_dir,
-        group_size=STOCK_GROUP_SIZE,
-        raise_errors=False,
-        **STOCK_SETTINGS,
-    )
-    if not run.ok:
-        return StockResult(R.CRASH, f"{run.error_type}: {(run.error or '').strip()[:300]}", amp_dtype=run.amp_dtype)
-    try:
-        packed = count_packed(out_dir)
-        coverage = block_coverage(shapes, packed, blocks, exclude=ignored)
-    except Exception as exc:  # noqa: BLE001 - an export that cannot be read is a crash of the stock run
-        return StockResult(R.CRASH, f"export unreadable: {_first_line(exc)}", amp_dtype=run.amp_dtype)
-    share = round(coverage.share, 4)
-    unmapped = _listed("packed but not mapped to the model", coverage.unmatched_packed + packed.unread)
-    if coverage.share < R.FULL_SHARE:
-        detail = "; ".join(filter(None, [_listed("unpacked", coverage.unquantized), unmapped]))
-        return StockResult(R.UNDER_QUANTIZED, detail, share, run.amp_dtype)
-    return StockResult(R.OK, unmapped, share, run.amp_dtype)
-
-
-def _listed(what: str, names: list[str], limit: int = 4) -> str:
-    if not names:
-        return ""
-    return f"{what}: " + ", ".join(names[:limit]) + (" ..." if len(names) > limit else "")
 
 
 def run_fix(target: Any, out_dir: Path, deadline: float) -> FixResult:
@@ -145,7 +72,7 @@ def run_fix(target: Any, out_dir: Path, deadline: float) -> FixResult:
         verdict = run_generated_test(out_dir, timeout=left)
     except Exception as exc:  # noqa: BLE001 - recorded in the row
         return FixResult(R.FAILED, f"verify: {_first_line(exc)}", generated=generated)
-    after_share = verdict.data.get("block_share")
+    after_share = verdict.data.get("counted_share", verdict.data.get("block_share"))
     after_share = float(after_share) if isinstance(after_share, (int, float)) else None
     if verdict.passed:
         return FixResult(R.OK, generated=generated, after_share=after_share)
@@ -230,8 +157,8 @@ def survey_one(
         return row
     _write(row, row_path, "stock")
     with tempfile.TemporaryDirectory(prefix=f"survey-{model_type}-") as tmp:
-        stock = run_stock(tiny, Path(tmp) / "stock")
-        row.stock, row.stock_detail, row.stock_share = stock.status, stock.detail, stock.share
+        stock = run_stock(tiny, Path(tmp) / "stock")  # AutoRound's own precision on this host
+        row.stock, row.stock_detail, row.stock_share = stock.status, stock.detail(), stock.share
         row.host = host_info(stock.amp_dtype)
         if fix and row.stock != R.OK:
             _write(row, row_path, "after_scaffold")
