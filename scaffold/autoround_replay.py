@@ -124,10 +124,12 @@ def _autoround(model: nn.Module, samples: list[dict[str, Any]]) -> Any:
     from auto_round import AutoRound
 
     from scaffold.precision import apply_bf16_override
+    from scaffold.tiny.fit import own_mask_samples
 
     apply_bf16_override()  # amp is off below either way; the override keeps AutoRound's other defaults as in a run
     seqlen = int(samples[0]["input_ids"].shape[-1])
     dataset = [{k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in s.items()} for s in samples]
+    dataset = own_mask_samples(model, dataset)  # a forward that builds its own mask gets none from AutoRound
     return AutoRound(
         model,
         tokenizer=_tokenizer(model),

@@ -150,6 +150,7 @@ def run_autoround(
     from auto_round import AutoRound
 
     from scaffold.precision import apply_bf16_override
+    from scaffold.tiny.fit import calibration_dataset
 
     apply_bf16_override()  # $SCAFFOLD_AUTOROUND_BF16: run as a bf16 (or non-bf16) CPU would
     out_dir = Path(out_dir)
@@ -177,7 +178,7 @@ def run_autoround(
             nsamples=nsamples,
             seqlen=seqlen,
             batch_size=batch_size,
-            dataset=list(texts),
+            dataset=calibration_dataset(model, tokenizer, list(texts), seqlen),
             device_map=device_map,
             **kwargs,
         )
@@ -385,16 +386,22 @@ def block_share(
 
 
 def reload_and_forward(
-    export_dir: str | Path, trust_remote_code: bool = False, input_ids: Any = None, vocab_limit: int = 256
+    export_dir: str | Path,
+    trust_remote_code: bool = False,
+    input_ids: Any = None,
+    vocab_limit: int = 256,
+    auto_class: str = "AutoModelForCausalLM",
 ) -> ReloadResult:
-    """Reload an ``auto_round`` export on CPU with ``from_pretrained`` and check its logits are finite."""
+    """Reload an ``auto_round`` export on CPU with ``from_pretrained`` (of ``auto_class``, the one the model was
+    built with) and check its logits are finite."""
     import torch
-    from transformers import AutoModelForCausalLM
+    import transformers
 
     try:
         from auto_round.utils.common import SUPPORTED_LAYER_TYPES  # noqa: F401 - registers the HF quantizer
 
-        model = AutoModelForCausalLM.from_pretrained(
+        loader = getattr(transformers, auto_class)
+        model = loader.from_pretrained(
             str(export_dir), trust_remote_code=trust_remote_code, device_map="cpu", torch_dtype=torch.float32
         ).eval()
         if input_ids is None:

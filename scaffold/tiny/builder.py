@@ -13,6 +13,7 @@ import torch
 from scaffold.build import instantiate, meta_only_failure, pick_auto_class
 from scaffold.diagnose import cause_of
 from scaffold.errors import ScaffoldError
+from scaffold.tiny.fit import fit_inputs
 from scaffold.tiny.init import repair_uninitialised
 from scaffold.tiny.inputs import forward_parameters, make_inputs
 from scaffold.tiny.model import TinyModel
@@ -102,7 +103,7 @@ def _attempt(config: Any, tree: dict, targets: ShrinkTargets, *, trust_remote_co
     except Exception as exc:  # noqa: BLE001 - the model's own code failed on the shrunk config
         raise _AttemptFailed("build", exc) from exc
     try:
-        check_forward(model, inputs)
+        inputs, suffix = fit_inputs(lambda batch: check_forward(model, batch), inputs, model.config)
     except Exception as exc:  # noqa: BLE001
         raise _AttemptFailed("forward", exc) from exc
     return TinyModel(
@@ -112,6 +113,7 @@ def _attempt(config: Any, tree: dict, targets: ShrinkTargets, *, trust_remote_co
         inputs=inputs,
         strategy=targets.name,
         changes=changes,
+        suffix_ids=suffix,
     )
 
 

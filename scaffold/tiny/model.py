@@ -17,6 +17,8 @@ class TinyModel:
     inputs: dict[str, torch.Tensor]  # a forward-ready batch holding only keys the forward accepts
     strategy: str  # name of the shrink strategy that produced a working model
     changes: dict[str, Any] = field(default_factory=dict)  # "attr.path" -> [old, new]
+    # special token ids the forward looks up in every sequence, at its end (the calibration tokenizer appends them)
+    suffix_ids: tuple[int, ...] = ()
 
     def forward(self, **overrides: Any) -> Any:
         """Run the model on ``inputs`` without a KV cache."""
@@ -31,4 +33,5 @@ class TinyModel:
             "strategy": self.strategy,
             "parameters": sum(p.numel() for p in self.model.parameters()),
             "changes": {k: list(v) if isinstance(v, tuple) else v for k, v in self.changes.items()},
+            **({"suffix_ids": list(self.suffix_ids)} if self.suffix_ids else {}),
         }

@@ -22,7 +22,12 @@ def save_tiny(tiny: TinyModel, out_dir: str | Path) -> Path:
     tiny.model.save_pretrained(str(out))
     config = tiny.model.config
     input_names = tuple(name for name in ("input_ids", "attention_mask") if name in tiny.inputs)
-    tokenizer = make_tokenizer(text_vocab_size(config), model_input_names=input_names, special_ids=_special_ids(config))
+    tokenizer = make_tokenizer(
+        text_vocab_size(config),
+        model_input_names=input_names,
+        special_ids=_special_ids(config),
+        suffix_ids=tiny.suffix_ids,
+    )
     tokenizer.save_pretrained(str(out))
     texts = calibration_texts()
     (out / "calibration.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")

@@ -26,15 +26,24 @@ PUNCTUATION = (".", ",", ";", ":", "!", "?", "(", ")", "'", '"', "-")
 SPECIALS = {"pad_token": "<pad>", "unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>"}
 
 
-def _vocab(vocab_size: int, special_ids: dict[str, int]) -> dict[str, int]:
-    """Token → id for exactly ``vocab_size`` ids, specials at ``special_ids`` (else at 0..3)."""
-    if vocab_size < len(SPECIALS) + 1:
-        raise ValueError(f"vocab_size {vocab_size} is too small for a tokenizer (need at least {len(SPECIALS) + 1})")
+def suffix_token(token_id: int) -> str:
+    """The name of an appended special token that has no role of its own (e.g. ChatGLM's gMASK)."""
+    return f"<special_{token_id}>"
+
+
+def _vocab(vocab_size: int, special_ids: dict[str, int], suffix_ids: tuple[int, ...] = ()) -> dict[str, int]:
+    """Token → id for exactly ``vocab_size`` ids, specials at ``special_ids`` (else at 0..3), suffix ids named."""
+    need = len(SPECIALS) + len(suffix_ids) + 1
+    if vocab_size < need:
+        raise ValueError(f"vocab_size {vocab_size} is too small for a tokenizer (need at least {need})")
     placed: dict[int, str] = {}
     for role, token in SPECIALS.items():
         wanted = special_ids.get(role)
         if isinstance(wanted, int) and 0 <= wanted < vocab_size and wanted not in placed:
             placed[wanted] = token
+    for token_id in suffix_ids:
+        if 0 <= token_id < vocab_size and token_id not in placed:
+            placed[token_id] = suffix_token(token_id)
     leftover = [token for token in SPECIALS.values() if token not in placed.values()]
     free_ids = (i for i in range(vocab_size) if i not in placed)
     for token in leftover:
@@ -53,20 +62,35 @@ def make_tokenizer(
     vocab_size: int,
     model_input_names: tuple[str, ...] = ("input_ids", "attention_mask"),
     special_ids: dict[str, int] | None = None,
+    suffix_ids: tuple[int, ...] = (),
 ):
     """A ``PreTrainedTokenizerFast`` over exactly ``vocab_size`` ids, with pad/unk/bos/eos inside the vocab.
 
     ``special_ids`` places special tokens where the model config expects them, e.g. ``{"eos_token": 2}``.
+    ``suffix_ids`` are appended to every encoded text (``TinyModel.suffix_ids``: ids the forward looks up);
+    truncation keeps them, as it keeps any special token a post-processor adds.
     """
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    vocab = _vocab(vocab_size, special_ids or {})
+    vocab = _vocab(vocab_size, special_ids or {}, tuple(suffix_ids))
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=SPECIALS["unk_token"]))
     backend.normalizer = normalizers.Lowercase()
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    names = {i: token for token, i in vocab.items()}
+    suffix = [(names[i], i) for i in suffix_ids if i in names]
+    if suffix:
+        tail = " ".join(token for token, _ in suffix)
+        backend.post_processor = processors.TemplateProcessing(
+            single=f"$A {tail}", pair=f"$A $B {tail}", special_tokens=list(dict.fromkeys(suffix))
+        )
+    extra = [token for token, _ in suffix if token not in SPECIALS.values()]
     return PreTrainedTokenizerFast(
-        tokenizer_object=backend, model_input_names=list(model_input_names), model_max_length=2048, **SPECIALS
+        tokenizer_object=backend,
+        model_input_names=list(model_input_names),
+        model_max_length=2048,
+        **SPECIALS,
+        **({"additional_special_tokens": list(dict.fromkeys(extra))} if extra else {}),
     )
 
 
