@@ -98,3 +98,13 @@ def predefined_ignore_rule_matches(model: object) -> bool:
     from auto_round.special_model_handler import _PRE_DEFINED_IGNORE_LAYERS
 
     return any(all(matcher(model) for matcher in rule.matchers) for rule in _PRE_DEFINED_IGNORE_LAYERS)
+
+
+def resolve_model_type(config: Any) -> str:
+    """The model type AutoRound keys a model with this ``config`` by (``auto_round.utils.model.resolve_model_type``:
+    ``config.architectures`` through ``ARCHITECTURE_MODEL_TYPE_MAP``, else ``config.model_type``); '' for none."""
+    from types import SimpleNamespace
+
+    from auto_round.utils.model import resolve_model_type as _resolve
+
+    return str(_resolve(SimpleNamespace(config=config)) or "")

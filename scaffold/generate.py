@@ -43,7 +43,10 @@ class NewArchResult:
 
 def build_plan(report: InspectReport, ctx: InspectContext | None = None) -> tuple[Plan, dict[int, list[PlanItem]]]:
     """Run the generator of every non-ok finding; also returns the plan items each finding produced."""
-    plan = Plan(model_type=report.model_type, model_class=report.model_class, autoround_version=_installed_autoround())
+    from scaffold.generators import model_key
+
+    key = model_key.plan_key(report.model_type, ctx)  # what AutoRound resolves for the loaded model
+    plan = Plan(model_type=key, model_class=report.model_class, autoround_version=_installed_autoround())
     items: dict[int, list[PlanItem]] = {}
     for index, finding in enumerate(report.findings):
         if finding.severity is Severity.OK:
@@ -61,6 +64,7 @@ def build_plan(report: InspectReport, ctx: InspectContext | None = None) -> tupl
         else:
             generator.generate(finding, plan, ctx)
         items[index] = plan.items[before:]
+    model_key.generate(plan, ctx)  # keyed registrations reach a model whose config class has no model_type
     return plan, items
 
 

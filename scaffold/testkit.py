@@ -71,11 +71,13 @@ def unfinished_todos(folder: Path) -> list[str]:
     return found
 
 
-def stack_block_names(model: nn.Module, stacks: list[str]) -> list[list[str]]:
+def stack_block_names(model: nn.Module, stacks: list[str], exclude_classes: Any = ()) -> list[list[str]]:
+    """The blocks of each stack; those of ``exclude_classes`` (MTP layers the block function leaves out) dropped."""
     from scaffold.stacks import stack_members
 
     members = stack_members(model, stacks)
-    return [members[path] for path in stacks]
+    excluded = set(exclude_classes)
+    return [[b for b in members[path] if type(model.get_submodule(b)).__name__ not in excluded] for path in stacks]
 
 
 def registry_problems(model: nn.Module, test_data: dict[str, Any]) -> list[str]:
@@ -236,9 +238,11 @@ def expected_packing(
     from scaffold.quantize import block_weights
 
     prediction = predict_after_fix(model, stacks, group_size, ignore_patterns(model, test_data), roles, layouts=layouts)
-    total = sum(block_weights(model, stack_block_names(model, stacks)).values())
+    excluded = list(test_data.get("block_exclude_classes", []))  # left out of the blocks: not block weights
+    total = sum(block_weights(model, stack_block_names(model, stacks, excluded)).values())
     return {
         "stacks": stacks,
+        **({"exclude_classes": excluded} if excluded else {}),
         "layers": prediction.layers,
         "params": prediction.params,
         "block_share": round(prediction.params / total, 6) if total else 0.0,
@@ -301,7 +305,7 @@ def _quantize_and_count(
     texts = calibration_texts()
     run = run_autoround(model, tokenizer, texts, out_dir, group_size=expected["group_size"], **kwargs)
     packed = count_packed(run.export_dir)
-    blocks = stack_block_names(original, expected["stacks"])
+    blocks = stack_block_names(original, expected["stacks"], expected.get("exclude_classes", ()))
     coverage = block_coverage(original, packed, blocks)
     counted = counted_coverage(original, packed, blocks)  # comparable with the stock run's share
     probe = tokenizer(texts[0], truncation=True, max_length=16, return_tensors="pt")["input_ids"]  # as calibrated

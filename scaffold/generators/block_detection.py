@@ -105,6 +105,8 @@ def generate(finding: Finding, plan: Plan, ctx: InspectContext | None = None) ->
     plan.edits.append(TopLevelFunction(file=SPECIAL_MODEL_HANDLER, name=name, code=code, before=REGISTRY))
     plan.edits.append(DictEntry(file=SPECIAL_MODEL_HANDLER, registry=REGISTRY, key=plan.model_type, value=name))
     plan.test_data["block_stacks"] = [path for path in stacks if not is_vision_stack(path)]
+    if excluded:  # left out of the blocks (MTP layers): not counted as block weights in the share
+        plan.test_data["block_exclude_classes"] = excluded
     plan.items.append(
         PlanItem(
             mode=finding.mode.value,

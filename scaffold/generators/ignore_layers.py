@@ -41,12 +41,17 @@ def router_function_code(model_type: str, suffixes: list[str]) -> str:
 
 
 def matcher_source(plan: Plan, ctx: InspectContext | None) -> str:
-    """``ModelTypeMatcher`` on the model type, or ``ArchitectureMatcher`` when remote code reuses a stock type."""
+    """``ModelTypeMatcher`` on the model type, or ``ArchitectureMatcher`` when remote code reuses a stock type or
+    the loaded config's ``model_type`` (what ``ModelTypeMatcher`` reads) is not the plan's key."""
+    from scaffold.generators import model_key
+
     if ctx is not None and ctx.target.has_remote_code:
         from scaffold.resolve import known_model_types
 
         if plan.model_type in known_model_types():
             return f"ArchitectureMatcher({py_str(plan.model_class)}, mode={py_str('in')})"
+    if ctx is not None and model_key.loaded_model_types(ctx) != {plan.model_type}:
+        return f"ArchitectureMatcher({py_str(model_key.architectures(plan, ctx)[0])}, mode={py_str('in')})"
     return f"ModelTypeMatcher({py_str(plan.model_type)}, mode={py_str('full')})"
 
 
