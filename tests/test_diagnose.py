@@ -124,12 +124,15 @@ def test_flash_attn_used_only_on_gpu_path_suggests_guard(tmp_path):
 
 
 def test_package_used_on_cpu_path_says_install(tmp_path):
-    header = "from fla.ops import chunk_gated_delta_rule\nimport einops"
-    forward = "hidden = einops.rearrange(chunk_gated_delta_rule(hidden), 'b s h -> b s h')"
+    # a package with a known pip name (fla) and one without (named as imported); neither is installed here
+    header = "from fla.ops import chunk_gated_delta_rule\nimport scaffold_absent_pkg"
+    forward = "hidden = scaffold_absent_pkg.rearrange(chunk_gated_delta_rule(hidden), 'b s h -> b s h')"
     error = load_error(remote_folder(tmp_path, header=header, forward=forward))
     assert error.stage == "import"
     assert "needs 'fla' (used in TinyXForCausalLM.forward): pip install flash-linear-attention" in error.message
-    assert "needs 'einops' (used in TinyXForCausalLM.forward): pip install einops" in error.message
+    assert "needs 'scaffold_absent_pkg' (used in TinyXForCausalLM.forward): pip install scaffold_absent_pkg" in (
+        error.message
+    )
 
 
 def test_cuda_only_package_needed_on_cpu_says_no_cpu_route(tmp_path):
