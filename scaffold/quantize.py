@@ -385,6 +385,15 @@ def block_share(
     return block_coverage(model, packed, block_names, exclude).share
 
 
+def _own_class(export_dir: str | Path) -> Any:
+    """The transformers class named by the export's ``config.json`` ``architectures`` (None if not one of them)."""
+    import transformers
+
+    config = json.loads((Path(export_dir) / "config.json").read_text(encoding="utf-8"))
+    names = config.get("architectures") or []
+    return getattr(transformers, names[0], None) if names else None
+
+
 def reload_and_forward(
     export_dir: str | Path,
     trust_remote_code: bool = False,
@@ -400,10 +409,14 @@ def reload_and_forward(
     try:
         from auto_round.utils.common import SUPPORTED_LAYER_TYPES  # noqa: F401 - registers the HF quantizer
 
-        loader = getattr(transformers, auto_class)
-        model = loader.from_pretrained(
-            str(export_dir), trust_remote_code=trust_remote_code, device_map="cpu", torch_dtype=torch.float32
-        ).eval()
+        kwargs = {"trust_remote_code": trust_remote_code, "device_map": "cpu", "torch_dtype": torch.float32}
+        try:
+            model = getattr(transformers, auto_class).from_pretrained(str(export_dir), **kwargs).eval()
+        except ValueError as exc:
+            own = _own_class(export_dir)  # a text sub-config no auto class maps (emu3's): the class it was saved as
+            if "Unrecognized configuration class" not in str(exc) or own is None:
+                raise
+            model = own.from_pretrained(str(export_dir), **kwargs).eval()
         if input_ids is None:
             vocab = int(getattr(model.config, "vocab_size", vocab_limit) or vocab_limit)
             generator = torch.Generator().manual_seed(0)

@@ -114,11 +114,12 @@ def not_counted(model: Any) -> dict[str, str]:
     return reasons
 
 
-def run_stock(tiny: Any, out_dir: Path, *, amp: bool | None = None) -> StockRun:
+def run_stock(tiny: Any, out_dir: Path, *, amp: bool | None = None, checkpoint_config: Any = None) -> StockRun:
     """Stock AutoRound (no adaptation imported) on a copy of the tiny model, and the packed share of its export.
 
     ``amp=None`` keeps AutoRound's own choice for this host (bf16 autocast where supported); ``False`` runs it in
-    float32, as inspect's probe does so that its verdict is the same on every machine.
+    float32, as inspect's probe does so that its verdict is the same on every machine. ``checkpoint_config`` is the
+    target's own config (default: the tiny one), written where AutoRound looks for the checkpoint's config.json.
     """
     import torch
 
@@ -129,6 +130,7 @@ def run_stock(tiny: Any, out_dir: Path, *, amp: bool | None = None) -> StockRun:
     torch.manual_seed(0)
     model = copy.deepcopy(tiny.model)
     original = copy.deepcopy(model)  # AutoRound packs ``model`` in place
+    as_loaded_from_a_folder(model, checkpoint_config or tiny.config, out_dir.parent / "model")
     blocks, _ = text_block_names(model)
     run = run_autoround(
         model,
@@ -156,6 +158,18 @@ def run_stock(tiny: Any, out_dir: Path, *, amp: bool | None = None) -> StockRun:
         not_counted=counted.not_counted,
         amp_dtype=run.amp_dtype,
     )
+
+
+def as_loaded_from_a_folder(model: Any, config: Any, folder: Path) -> None:
+    """Give ``model`` a checkpoint folder holding the target's ``config.json``, as ``from_pretrained`` would.
+
+    AutoRound reads that folder (``is_mllm_model`` checks the keys of the config there, the target's whole config,
+    not the in-process model's text config), so a stock run without it would miss what every real user meets.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    config.save_pretrained(str(folder))
+    model.config._name_or_path = str(folder)
+    model.name_or_path = str(folder)
 
 
 @dataclass
@@ -199,5 +213,7 @@ def stock_on_tiny(ctx: Any) -> StockRun | None:
         if tiny is None:
             return None
         with tempfile.TemporaryDirectory(prefix="scaffold-stock-") as tmp:
-            ctx.probe_results["stock_run"] = run_stock(tiny, Path(tmp) / "export", amp=False)
+            ctx.probe_results["stock_run"] = run_stock(
+                tiny, Path(tmp) / "export", amp=False, checkpoint_config=ctx.config
+            )
     return ctx.probe_results["stock_run"]

@@ -198,7 +198,8 @@ def test_layout_probe_says_when_no_candidate_matches():
 def test_ignore_layers_non_divisible_and_patterns():
     (finding,) = importlib.import_module("scaffold.detectors.ignore_layers").detect(make_context("sa_non_divisible"))
     ev = finding.evidence
-    assert finding.severity is Severity.SILENT and ev["group_size"] == 32
+    assert finding.severity is Severity.OK and ev["group_size"] == 32  # AutoRound keeps them in float itself
+    assert "already kept in float by AutoRound" in finding.summary
     assert {d["path"] for d in ev["non_divisible"]} == {
         f"model.layers.{i}.mlp.{p}" for i in (0, 1) for p in ("up_proj", "down_proj")
     }
@@ -218,7 +219,9 @@ def test_mtp_layers_beyond_num_hidden_layers_and_by_name():
 
     stack = BlockStack("model.layers", "Block", 3, "ModuleList", 0, [f"model.layers.{i}" for i in range(3)])
     names = ["model.layers.0.mlp.up", "model.mtp_head.proj", "model.mtp_head.norm_proj"]
-    assert _mtp_paths([stack], names, num_layers=2) == ["model.layers.2.", "model.mtp_head."]
+    assert _mtp_paths([stack], names, num_layers=2, declared=1) == ["model.layers.2.", "model.mtp_head."]
+    # without a declared MTP count, blocks beyond num_hidden_layers are not MTP (blenderbot's longer decoder)
+    assert _mtp_paths([stack], names, num_layers=2) == ["model.mtp_head."]
 
 
 def test_layer_patterns_fall_back_to_full_paths_when_a_suffix_over_matches():

@@ -41,11 +41,23 @@ def _num_hidden_layers(config: Any) -> int | None:
     return None
 
 
-def _mtp_paths(stacks: list[BlockStack], names: list[str], num_layers: int | None) -> list[str]:
-    """Blocks beyond ``num_hidden_layers`` in a text stack and modules named mtp/nextn (with a trailing dot)."""
+def _declared_mtp_layers(config: Any) -> int:
+    """MTP layers the config declares (``num_nextn_predict_layers``, ``num_mtp_layers``, ...), 0 when none."""
+    for cfg in (config, getattr(config, "text_config", None)):
+        for key, value in vars(cfg).items() if cfg is not None else ():
+            if re.search(r"nextn|mtp", key, re.IGNORECASE) and isinstance(value, int) and not isinstance(value, bool):
+                if value > 0:
+                    return value
+    return 0
+
+
+def _mtp_paths(stacks: list[BlockStack], names: list[str], num_layers: int | None, declared: int = 0) -> list[str]:
+    """Modules named mtp/nextn (with a trailing dot) and, when the config declares MTP layers, the blocks beyond
+    ``num_hidden_layers`` in a text stack (without that declaration extra blocks are something else: a decoder
+    longer than the encoder whose count ``num_hidden_layers`` holds, as in blenderbot)."""
     found: list[str] = []
     for stack in stacks:
-        if stack.modality == "text" and num_layers and stack.count > num_layers:
+        if declared and stack.modality == "text" and num_layers and stack.count > num_layers:
             found.extend(f"{block}." for block in stack.blocks[num_layers:])
     for name in names:
         match = _MTP.search(name)
@@ -80,7 +92,7 @@ def detect(ctx: InspectContext) -> list[Finding]:
     padded = sum(1 for w in in_stacks if w.kind != "experts" and ctx.group_size > 0 and w.in_features % ctx.group_size)
     routers = [w for w in in_stacks if w.name in scan.routers]
     routers_quantized = [w.path for w in routers if w.kind == "linear" and not matches_any(w.path, ignored_today)]
-    mtp = _mtp_paths(scan.stacks, all_names, _num_hidden_layers(ctx.config))
+    mtp = _mtp_paths(scan.stacks, all_names, _num_hidden_layers(ctx.config), _declared_mtp_layers(ctx.config))
     if not (non_divisible or routers or mtp):
         return []
 
@@ -88,17 +100,18 @@ def detect(ctx: InspectContext) -> list[Finding]:
     patterns += [p for p in layer_patterns(also_ignored, all_names) if p not in patterns]
     patterns += [p for p in mtp if p not in patterns]
     patterns += [p for p in layer_patterns([d["path"] for d in non_divisible], all_names) if p not in patterns]
-    problems = []
-    if non_divisible:
-        problems.append(f"{len(non_divisible)} layer(s) with a dimension not divisible by {SHAPE_MULTIPLE}")
+    problems = []  # AutoRound keeps non-divisible shapes in float by itself (at export): listed, not a problem
     if routers_quantized:
         problems.append(f"{len(routers_quantized)} router(s) AutoRound would quantize")
     if mtp:
         problems.append(f"{len(mtp)} multi-token-prediction module(s)")
+    kept = [f"{len(routers)} MoE router(s)"] if routers else []
+    if non_divisible:
+        kept.append(f"{len(non_divisible)} layer(s) with a dimension not divisible by {SHAPE_MULTIPLE}")
     summary = (
         "; ".join(problems) + " must stay in float"
         if problems
-        else f"{len(routers)} MoE router(s), already kept in float by AutoRound"
+        else " and ".join(kept) + ", already kept in float by AutoRound"
     )
     return [
         Finding(

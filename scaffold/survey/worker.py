@@ -157,7 +157,8 @@ def survey_one(
         return row
     _write(row, row_path, "stock")
     with tempfile.TemporaryDirectory(prefix=f"survey-{model_type}-") as tmp:
-        stock = run_stock(tiny, Path(tmp) / "stock")  # AutoRound's own precision on this host
+        # AutoRound's own precision on this host; the target's whole config where AutoRound reads the checkpoint's
+        stock = run_stock(tiny, Path(tmp) / "stock", checkpoint_config=target.config)
         row.stock, row.stock_detail, row.stock_share = stock.status, stock.detail(), stock.share
         row.host = host_info(stock.amp_dtype)
         if fix and row.stock != R.OK:

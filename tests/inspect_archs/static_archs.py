@@ -176,7 +176,8 @@ ARCHS: dict[str, tuple[type, type]] = {
     "sa_sequential": _arch("sa_sequential", sequential=True),  # block_detection: AutoRound finds no blocks
     "sa_custom_linear": _arch("sa_custom_linear", make_mlp=staticmethod(lambda c: Mlp(c, ExactProj))),  # layer_types
     "sa_fused_moe": _arch("sa_fused_moe", make_mlp=staticmethod(lambda c: MoeBlock(c))),  # fused_moe
-    "sa_non_divisible": _arch("sa_non_divisible", {"intermediate_size": 48}),  # ignore_layers
+    # ignore_layers reports it as fine: AutoRound keeps non-divisible shapes in float by itself
+    "sa_non_divisible": _arch("sa_non_divisible", {"intermediate_size": 48}),
     "sa_mllm_key": _arch("sa_mllm_key", {"image_token_id": 3}),  # mllm_misdetection
 }
 DETECTOR_OF = {
@@ -184,7 +185,6 @@ DETECTOR_OF = {
     "sa_sequential": "block_detection",
     "sa_custom_linear": "layer_types",
     "sa_fused_moe": "fused_moe",
-    "sa_non_divisible": "ignore_layers",
     "sa_mllm_key": "mllm_misdetection",
 }
 
