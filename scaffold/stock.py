@@ -87,12 +87,28 @@ def raised_at(traceback_text: str) -> str | None:
 
 
 def text_block_names(model: Any) -> tuple[list[list[str]], list[str]]:
-    """Blocks of the model's text stacks (found structurally, not by AutoRound) and AutoRound's ignore regexes."""
-    from scaffold.coverage import block_stacks, predefined_ignore_layers
+    """Blocks of the model's text stacks (found structurally, not by AutoRound) and, as exact-name regexes, the
+    layers AutoRound's predefined ignore rules keep in float."""
+    from scaffold.coverage import block_stacks
 
     stacks = [stack for stack in block_stacks(model) if stack.modality == "text"] or block_stacks(model)
-    ignored = [rf"(^|\.){re.escape(name)}$" for name in predefined_ignore_layers(model)]
-    return [list(stack.blocks) for stack in stacks], ignored
+    return [list(stack.blocks) for stack in stacks], [rf"^{re.escape(name)}$" for name in ignored_layer_names(model)]
+
+
+def ignored_layer_names(model: Any) -> list[str]:
+    """The layers AutoRound keeps in float under its predefined ignore rules for ``model``, matched as AutoRound
+    matches them (``get_fp_layer_names``: substrings; "layers.1" widened to "layers.1." as its resolver does)."""
+    from auto_round.compressors.layer_config_resolver import get_fp_layer_names
+
+    from scaffold.autoround_api import quiet_autoround
+    from scaffold.coverage import predefined_ignore_layers
+
+    patterns = [p for p in predefined_ignore_layers(model) if p]
+    names = [n for n, _ in model.named_modules()]
+    patterns = [p + "." if p[-1].isdigit() and any(p + "." in n for n in names) else p for p in patterns]
+    known = set(names)
+    with quiet_autoround():
+        return sorted({n for n in get_fp_layer_names(model, patterns) if n in known})
 
 
 def shape_skipped_layers(model: Any, scheme: str = "W4A16") -> list[str]:

@@ -91,28 +91,34 @@ def test_confusion_matrix_of_inspect_against_stock():
             findings=["block_replay:fails"],
             replay_evidence=[{**EVIDENCE, "cause": "unknown", "inputs": []}],
         ),
+        _row(
+            "unchained_list",
+            stock="ok",
+            findings=["block_detection:fails"],
+            replay_evidence=[{"block": "t.attentions", "cause": "unchained", "inputs": ["t.attentions"]}],
+        ),
         _row("timed_out", stock="timeout"),
         SurveyRow(model_type="no_tiny", tiny_build="ShrinkError: x", versions=dict(VERSIONS), phase="done"),
     ]
     matrix = confusion(rows)
-    assert matrix.compared == 6 and matrix.agree == 3
+    assert matrix.compared == 7 and matrix.agree == 4
     assert matrix.cells == {
         (CLEAN, STOCK_OK): 1,
         (FLAGGED, STOCK_BROKEN): 1,
         (CLEAN, STOCK_BROKEN): 1,
         (FLAGGED, STOCK_OK): 2,
-        (FLAGGED, STOCK_REPLAY): 1,
+        (FLAGGED, STOCK_REPLAY): 2,
     }
     reasons = {d.model_type: d.reason for d in matrix.disagreements}
     assert set(reasons) == {"broken_clean", "ok_flagged", "replay_unknown"}
     assert reasons["broken_clean"] == "inspect finds nothing; stock under-quantized: unpacked: x.experts"
-    assert "block_replay evidence missing" in reasons["replay_unknown"]
-    assert summarize(rows).ok_replay_mismatch == 1  # the evidenced one only
+    assert "replay evidence missing" in reasons["replay_unknown"]
+    assert summarize(rows).ok_replay_mismatch == 2  # the evidenced ones only
     assert "evidence missing" not in reasons["ok_flagged"]
     line = summarize(rows).line()
-    assert line.endswith("inspect vs stock: 3 agree, 3 disagree")
+    assert line.endswith("inspect vs stock: 4 agree, 3 disagree")
     text = markdown(rows, VERSIONS)
-    assert "| flagged | 2 | 1 | 1 |" in text and "- **replay_unknown** (flagged / ok):" in text
+    assert "| flagged | 2 | 1 | 2 |" in text and "- **replay_unknown** (flagged / ok):" in text
 
 
 def test_markdown_and_html_tables():

@@ -35,6 +35,8 @@ FIXES = {
     "previous_block_output": "AutoRound replays each block alone, so an input the model loop takes from the previous "
     "block's output (e.g. keys/values shared across layers) is missing: carry that output element over from the "
     "previous block's replay to the block (matched per sample by its hidden-states input)",
+    "not_cached": "AutoRound does not cache an input the block gets (a non-tensor object such as a KV-sharing "
+    "dict): rebuild it per block from the model's forward, or pass it to the block in a wrapper",
     "unknown": "compare the cached inputs in the evidence with the real ones and declare the broken key shared "
     "or rebuild it in prepare_special_model_block_inputs",
 }
@@ -158,6 +160,11 @@ def classify(
     ]
     if int_masks:
         return Cause("int_mask", int_masks, "integer masks used as boolean change meaning once batched or cast")
+    first = next(iter(real_inputs), None)  # the hidden states, which AutoRound keeps apart from the cache
+    not_cached = [k for k, v in own.items() if k != first and v is not None and k not in cached]
+    if not_cached:
+        kinds = ", ".join(f"{k} ({type(own[k]).__name__})" for k in not_cached)
+        return Cause("not_cached", not_cached, f"the block gets {kinds} in the real forward, AutoRound caches none")
     return Cause("unknown", [], "no input of a known troublesome kind; see cached vs inputs")
 
 

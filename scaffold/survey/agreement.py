@@ -3,8 +3,10 @@
 Inspect is *clean* (no problem finding) or *flagged*. Stock AutoRound on the tiny instance is *ok* (no crash,
 packs at least ``FULL_SHARE`` of the block weights), *broken* (crash or under-quantized), or *ok with a silent
 replay mismatch*: it packs everything, but inspect's block_replay probe measured a replayed block whose output
-differs from the real forward and named the input AutoRound got wrong. That flag counts as an agreement only
-with that evidence; without it (no measured error, or no wrong input named) it is a disagreement.
+differs from the real forward and named the input AutoRound got wrong, or block_detection's chain probe saw that
+a list AutoRound calibrates block after block is not run as a chain by the forward (xlm's ``attentions``: each
+block is then tuned on the previous one's output). That flag counts as an agreement only with that evidence;
+without it it is a disagreement.
 Rows without a stock verdict (tiny build failed, multimodal, timeout, worker crash) are left out.
 """
 
@@ -21,6 +23,7 @@ STOCK_OK, STOCK_BROKEN, STOCK_REPLAY = "ok", "broken", "ok, silent replay mismat
 INSPECT_VERDICTS = (CLEAN, FLAGGED)
 STOCK_OUTCOMES = (STOCK_OK, STOCK_BROKEN, STOCK_REPLAY)
 REPLAY_MODE = "block_replay"
+REPLAY_MODES = (REPLAY_MODE, "block_detection")  # flags that can prove a silent wrong-input replay
 
 
 @dataclass
@@ -49,7 +52,10 @@ class Confusion:
 
 
 def replay_evidenced(entry: dict[str, Any]) -> bool:
-    """A block_replay flag proves a wrong-input replay: a measured difference (or crash) and the input named."""
+    """A flag proves a wrong-input replay: a measured difference (or crash) and the input named, or the chain probe
+    saw that a list AutoRound calibrates block after block is not run as a chain by the forward."""
+    if entry.get("cause") == "unchained":
+        return bool(entry.get("inputs"))
     measured = entry.get("max_abs_err") is not None or bool(entry.get("exception"))
     return measured and entry.get("cause", "unknown") != "unknown" and bool(entry.get("inputs"))
 
@@ -67,7 +73,7 @@ def stock_outcome(row: R.SurveyRow) -> str | None:
     if row.stock != R.OK:
         return None
     evidenced = row.replay_evidence and all(replay_evidenced(entry) for entry in row.replay_evidence)
-    return STOCK_REPLAY if REPLAY_MODE in _modes(row) and evidenced else STOCK_OK
+    return STOCK_REPLAY if set(_modes(row)) & set(REPLAY_MODES) and evidenced else STOCK_OK
 
 
 def _reason(row: R.SurveyRow, inspect: str, stock: str) -> str | None:
@@ -77,11 +83,11 @@ def _reason(row: R.SurveyRow, inspect: str, stock: str) -> str | None:
     if inspect == FLAGGED and stock == STOCK_OK:
         share = "" if row.stock_share is None else f" ({row.stock_share:.1%})"
         reason = f"flagged {', '.join(row.findings)}; stock packs everything{share}"
-        if REPLAY_MODE in _modes(row):
-            reason += "; block_replay evidence missing (no measured error or no wrong input named)"
+        if set(_modes(row)) & set(REPLAY_MODES):
+            reason += "; replay evidence missing (no measured error or wrong input named, no unchained list)"
         return reason
-    if inspect == FLAGGED and stock == STOCK_REPLAY and _modes(row) != [REPLAY_MODE]:
-        others = [mode for mode in _modes(row) if mode != REPLAY_MODE]
+    if inspect == FLAGGED and stock == STOCK_REPLAY and not set(_modes(row)) <= set(REPLAY_MODES):
+        others = [mode for mode in _modes(row) if mode not in REPLAY_MODES]
         return f"flagged {', '.join(others)} besides the replay mismatch; stock packs everything"
     return None
 

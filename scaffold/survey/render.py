@@ -42,7 +42,7 @@ class Summary:
         grouped = "; ".join(f"{reason}: {count}" for reason, count in self.reasons.items())
         text = f"{self.types} types, {self.ok} ok out of the box"
         if self.ok_replay_mismatch:
-            text += f" ({self.ok_replay_mismatch} of them replay some block with wrong inputs, silently: block_replay)"
+            text += f" ({self.ok_replay_mismatch} of them replay some block with wrong inputs, silently)"
         text += f", {self.fixed} fixed by scaffold with no hand edits, "
         text += f"{self.human} need a human" + (f" ({grouped})" if grouped else "")
         if self.survey_failures:

@@ -81,11 +81,17 @@ def run_fix(target: Any, out_dir: Path, deadline: float) -> FixResult:
 
 
 def replay_evidence(problems: list[Any]) -> list[dict[str, Any]]:
-    """What each block_replay finding measured: the block, the error or crash, and the input named as the cause."""
+    """What each block_replay finding measured (the block, the error or crash, the input named as the cause), and
+    each list block_detection's chain probe saw AutoRound take for blocks though the forward does not chain it
+    (AutoRound then feeds each such block the previous one's output: wrong inputs, silently)."""
     from scaffold.findings import Mode
 
     entries = []
     for finding in problems:
+        if finding.mode is Mode.BLOCK_DETECTION:  # a list AutoRound takes for blocks that the forward does not chain
+            unchained = [path for path, how in (finding.evidence.get("forward") or {}).items() if how == "unchained"]
+            entries += [{"block": path, "cause": "unchained", "inputs": [path]} for path in unchained]
+            continue
         if finding.mode is not Mode.BLOCK_REPLAY:
             continue
         evidence = finding.evidence
