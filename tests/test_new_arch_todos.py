@@ -44,8 +44,8 @@ def test_a_todo_no_comment_marks_is_in_the_checklist(tmp_path):
 
 
 def test_new_arch_exits_1_and_lists_the_todos(tmp_path):
-    out = tmp_path / "xlnet"
-    result = CliRunner().invoke(app, ["new-arch", "transformers:xlnet", "--out", str(out)])
+    out = tmp_path / "gemma4_text"
+    result = CliRunner().invoke(app, ["new-arch", "transformers:gemma4_text", "--out", str(out)])
     assert result.exit_code == 1, result.output
     report = (out / "REPORT.md").read_text()
     rows = [line for line in report.splitlines() if line.startswith("- [ ] ")]
