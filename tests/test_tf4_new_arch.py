@@ -176,8 +176,8 @@ print(json.dumps({"ok": run.ok, "error": run.error_line, "warnings": run.warning
 
 
 @pytest.fixture(scope="module")
-def generated(tmp_path_factory):
-    """{name: generated folder}, each generated once by ``new_arch`` on demand."""
+def generated(tmp_path_factory, autoround_bf16):
+    """{name: generated folder}, each generated once by ``new_arch`` on demand, per bf16 mode (off, then on)."""
     from scaffold.generate import new_arch
     from scaffold.resolve import resolve_target
 
