@@ -2,7 +2,8 @@
 
 Generators (``scaffold/generators/``) fill a :class:`Plan`; the renderer writes the plugin,
 report and test from it; the patcher (``scaffold/patch/``) applies its ``edits`` and ``files``
-to an AutoRound checkout. Paths are relative to the AutoRound checkout root.
+to an AutoRound checkout. Paths are relative to the AutoRound checkout root. The edit kinds live in
+``scaffold/edits.py`` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -10,66 +11,32 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from scaffold.edits import DictEntry, EditKind, HandlerBranch, IgnoreRule, SequenceItem, TopLevelFunction
+
 SPECIAL_MODEL_HANDLER = "auto_round/special_model_handler.py"
 REPLACE_MODULES = "auto_round/modeling/fused_moe/replace_modules.py"
 UTILS_COMMON = "auto_round/utils/common.py"
 
-
-@dataclass(frozen=True)
-class DictEntry:
-    """``REGISTRY[key] = value`` in a dict literal (or as a ``D["k"] = v`` statement)."""
-
-    file: str
-    registry: str  # e.g. BUILTIN_MODULES, SPECIAL_MULTIMODAL_BLOCK, SPECIAL_SHARED_CACHE_KEYS
-    key: str
-    value: str  # Python source of the value, e.g. 'LazyImport("auto_round.modeling.fused_moe.foo")'
-    runtime_value: str | None = None  # value the runtime plugin uses instead (e.g. 'LazyImport(__name__)')
-    kind: str = "dict_entry"
-
-
-@dataclass(frozen=True)
-class SequenceItem:
-    """A string added to a tuple/list constant (``INNER_SUPPORTED_LAYER_TYPES``, ...)."""
-
-    file: str
-    registry: str
-    item: str
-    kind: str = "sequence_item"
+__all__ = [
+    "REPLACE_MODULES",
+    "SPECIAL_MODEL_HANDLER",
+    "UTILS_COMMON",
+    "CodeBlock",
+    "DictEntry",
+    "Edit",
+    "EditKind",
+    "GeneratedFile",
+    "HandlerBranch",
+    "IgnoreRule",
+    "Plan",
+    "PlanItem",
+    "SequenceItem",
+    "TodoItem",
+    "TopLevelFunction",
+]
 
 
-@dataclass(frozen=True)
-class TopLevelFunction:
-    """A new module-level function, inserted before ``before`` (a registry it is referenced by)."""
-
-    file: str
-    name: str
-    code: str  # full ``def`` source
-    before: str | None = None
-    kind: str = "function"
-
-
-@dataclass(frozen=True)
-class HandlerBranch:
-    """``if model_type == "<model_type>": <body>`` appended inside ``function`` (``_handle_special_model``)."""
-
-    file: str
-    function: str
-    model_type: str
-    body: str  # statements of the branch body, unindented
-    kind: str = "branch"
-
-
-@dataclass(frozen=True)
-class IgnoreRule:
-    """A module-level ``register_ignore_layers(...)`` call for ``model_type``."""
-
-    file: str
-    model_type: str
-    call: str  # full call source
-    kind: str = "ignore_rule"
-
-
-Edit = DictEntry | SequenceItem | TopLevelFunction | HandlerBranch | IgnoreRule
+Edit = EditKind  # any registered edit kind (scaffold.edits.EDIT_KINDS)
 
 
 @dataclass

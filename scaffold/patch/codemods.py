@@ -1,4 +1,6 @@
-"""One codemod per edit kind. Each finds what is already there, inserts what is not, or replaces on force.
+"""One codemod per edit kind (each kind names its own: ``EditKind.codemod``).
+
+Each finds what is already there, inserts what is not, or replaces on force.
 
 Every codemod works on a whole libcst module and returns a new one; comparisons are structural
 (string keys by value, code by normalised ``ast.dump``), so quoting and layout never matter.
@@ -410,16 +412,3 @@ def _matched_model_types(module: cst.Module, call: cst.Call) -> list[str]:
 
     call.visit(Visitor())
     return found
-
-
-CODEMODS: dict[str, type[Codemod]] = {
-    "dict_entry": AddDictEntry,
-    "sequence_item": AddSequenceItem,
-    "function": AddTopLevelFunction,
-    "branch": AddHandlerBranch,
-    "ignore_rule": AddIgnoreRule,
-}
-
-
-def codemod_for(edit: Edit, where: Where) -> Codemod:
-    return CODEMODS[edit.kind](edit, where)

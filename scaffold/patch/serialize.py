@@ -7,38 +7,19 @@ import json
 from pathlib import Path
 from typing import Any
 
+from scaffold.edits import edit_from_json
 from scaffold.errors import ScaffoldError
-from scaffold.plan import (
-    CodeBlock,
-    DictEntry,
-    Edit,
-    GeneratedFile,
-    HandlerBranch,
-    IgnoreRule,
-    Plan,
-    PlanItem,
-    SequenceItem,
-    TopLevelFunction,
-)
+from scaffold.plan import CodeBlock, GeneratedFile, Plan, PlanItem
 
 SCHEMA_VERSION = "1.0"
 EDITS_FILE = "edits.json"
 PATCH_FILE = "autoround.patch"
 
 
-def _kind(cls: type) -> str:
-    """The ``kind`` tag of an edit class (the default of its ``kind`` field)."""
-    return next(field.default for field in dataclasses.fields(cls) if field.name == "kind")
-
-
-EDIT_TYPES: dict[str, type] = {
-    _kind(cls): cls for cls in (DictEntry, SequenceItem, TopLevelFunction, HandlerBranch, IgnoreRule)
-}
-
-
 def plan_to_json(plan: Plan) -> dict[str, Any]:
-    """A JSON-ready dict of ``plan``; every edit carries its ``kind`` tag."""
+    """A JSON-ready dict of ``plan``; every edit carries its ``kind`` tag (``EditKind.to_json``)."""
     data = dataclasses.asdict(plan)
+    data["edits"] = [edit.to_json() for edit in plan.edits]
     return {"schema_version": SCHEMA_VERSION, **data}
 
 
@@ -48,13 +29,6 @@ def _build(cls: type, data: dict[str, Any], what: str):
         return cls(**{key: value for key, value in data.items() if key in names})
     except TypeError as exc:
         raise ScaffoldError(f"invalid {what} in plan JSON: {exc}", "patch") from None
-
-
-def _edit(data: dict[str, Any]) -> Edit:
-    kind = data.get("kind")
-    if kind not in EDIT_TYPES:
-        raise ScaffoldError(f"unknown edit kind {kind!r} in plan JSON (known: {', '.join(EDIT_TYPES)})", "patch")
-    return _build(EDIT_TYPES[kind], data, f"{kind} edit")
 
 
 def plan_from_json(data: dict[str, Any]) -> Plan:
@@ -69,7 +43,7 @@ def plan_from_json(data: dict[str, Any]) -> Plan:
         model_type=data["model_type"],
         model_class=data.get("model_class", ""),
         files=[_build(GeneratedFile, item, "file") for item in data.get("files", [])],
-        edits=[_edit(item) for item in data.get("edits", [])],
+        edits=[edit_from_json(item) for item in data.get("edits", [])],
         items=[_build(PlanItem, item, "plan item") for item in data.get("items", [])],
         plugin_parts=[_build(CodeBlock, item, "code block") for item in data.get("plugin_parts", [])],
         test_data=dict(data.get("test_data", {})),

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 import libcst as cst
 
 from scaffold.errors import ScaffoldError
-from scaffold.patch.codemods import Codemod, codemod_for
+from scaffold.patch.codemods import Codemod
 from scaffold.patch.locate import LineIndex, Where
 from scaffold.patch.outcome import APPLIED, CONFLICT, PRESENT, REPLACED, EditStatus
-from scaffold.plan import Edit, TopLevelFunction
+from scaffold.plan import Edit
 
 
 @dataclass
@@ -43,7 +43,7 @@ def edit_source(code: str, edits: Sequence[Edit], where: Where, *, force: bool =
     module = original
     statuses: dict[int, EditStatus] = {}
     for index in _application_order(edits):
-        codemod = codemod_for(edits[index], where)
+        codemod = edits[index].codemod(where)
         before = codemod.find(original)
         if before is not None and before.same:
             statuses[index] = _status(codemod, PRESENT, lines(before.node, before.top))
@@ -59,8 +59,8 @@ def edit_source(code: str, edits: Sequence[Edit], where: Where, *, force: bool =
 
 
 def _application_order(edits: Sequence[Edit]) -> list[int]:
-    """Indexes of ``edits``, new functions last: placed before their first use, that use must exist first."""
-    return sorted(range(len(edits)), key=lambda index: isinstance(edits[index], TopLevelFunction))
+    """Indexes of ``edits``, kinds that ``apply_last`` (new functions: placed before a use another edit adds) last."""
+    return sorted(range(len(edits)), key=lambda index: edits[index].apply_last)
 
 
 def _apply(codemod: Codemod, module: cst.Module, *, replacing: bool) -> tuple[cst.Module, EditStatus]:
