@@ -98,7 +98,7 @@ def predict(report: InspectReport, plan: Plan, ctx: InspectContext | None) -> di
     tiny = tiny_or_none(ctx)
     if tiny is None:
         return None
-    from scaffold.testkit import expected_packing
+    from scaffold.predict import expected_packing
 
     roles = {
         f.evidence["class"]: f.evidence["layout"]["roles"]

@@ -1,4 +1,8 @@
-"""What AutoRound SHOULD quantize once an adaptation is in place: the number generated tests check exactly."""
+"""What AutoRound SHOULD quantize once an adaptation is in place: the number generated tests check exactly.
+
+:func:`expected_packing` is that number for a model: ``new-arch`` records it on the tiny instance (``PREDICTED``),
+the test kit recomputes it on a real checkpoint.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from typing import Any
 
 from torch import nn
 
-from scaffold.coverage import scan_model
+from scaffold.coverage import predefined_ignore_layers, scan_model
 from scaffold.linear_weights import LinearWeight, matches_any, shape_divisible
 from scaffold.moe_support import KNOWN_SPLITS, expert_matrices
 from scaffold.stacks import BlockStack, stack_members
@@ -131,3 +135,46 @@ def predict_after_fix(
                     )
                 break
     return Prediction(group_size=group_size, ignore_patterns=patterns, stacks=preds)
+
+
+def stack_block_names(model: nn.Module, stacks: list[str], exclude_classes: Any = ()) -> list[list[str]]:
+    """The blocks of each stack; those of ``exclude_classes`` (MTP layers the block function leaves out) dropped."""
+    members = stack_members(model, stacks)
+    excluded = set(exclude_classes)
+    return [[b for b in members[path] if type(model.get_submodule(b)).__name__ not in excluded] for path in stacks]
+
+
+def ignore_patterns(model: nn.Module, test_data: dict[str, Any]) -> list[str]:
+    """The layer names AutoRound leaves in float on ``model`` once adapted (generated rule, else its own rules)."""
+    ignore = test_data.get("ignore_layers")
+    if not ignore:
+        return predefined_ignore_layers(model)
+    suffixes = tuple(ignore["router_suffixes"])
+    routers = [name for name, _ in model.named_modules() if suffixes and name.endswith(suffixes)]
+    return [*ignore["patterns"], *routers]
+
+
+def expected_packing(
+    model: nn.Module,
+    stacks: list[str],
+    group_size: int,
+    test_data: dict[str, Any],
+    roles: dict[str, dict[str, str]],
+    layouts: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Layers and weight parameters the adapted AutoRound must pack in ``stacks`` of ``model``, with their share."""
+    from scaffold.quantize import block_weights
+
+    prediction = predict_after_fix(model, stacks, group_size, ignore_patterns(model, test_data), roles, layouts=layouts)
+    excluded = list(test_data.get("block_exclude_classes", []))  # left out of the blocks: not block weights
+    total = sum(block_weights(model, stack_block_names(model, stacks, excluded)).values())
+    return {
+        "stacks": stacks,
+        **({"exclude_classes": excluded} if excluded else {}),
+        "layers": prediction.layers,
+        "params": prediction.params,
+        "block_share": round(prediction.params / total, 6) if total else 0.0,
+        "group_size": group_size,
+        "roles": roles,
+        **({"layouts": layouts} if layouts else {}),
+    }

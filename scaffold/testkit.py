@@ -71,15 +71,6 @@ def unfinished_todos(folder: Path) -> list[str]:
     return found
 
 
-def stack_block_names(model: nn.Module, stacks: list[str], exclude_classes: Any = ()) -> list[list[str]]:
-    """The blocks of each stack; those of ``exclude_classes`` (MTP layers the block function leaves out) dropped."""
-    from scaffold.stacks import stack_members
-
-    members = stack_members(model, stacks)
-    excluded = set(exclude_classes)
-    return [[b for b in members[path] if type(model.get_submodule(b)).__name__ not in excluded] for path in stacks]
-
-
 def registry_problems(model: nn.Module, test_data: dict[str, Any]) -> list[str]:
     """What the adapted AutoRound still gets wrong about ``model`` per the generated facts (empty: all good)."""
     from auto_round import special_model_handler as handler
@@ -213,45 +204,6 @@ def check_equivalence(tiny: Any, test_data: dict[str, Any], tolerance: float = 1
     return result
 
 
-def ignore_patterns(model: nn.Module, test_data: dict[str, Any]) -> list[str]:
-    """The layer names AutoRound leaves in float on ``model`` once adapted (generated rule, else its own rules)."""
-    ignore = test_data.get("ignore_layers")
-    if not ignore:
-        from scaffold.coverage import predefined_ignore_layers
-
-        return predefined_ignore_layers(model)
-    suffixes = tuple(ignore["router_suffixes"])
-    routers = [name for name, _ in model.named_modules() if suffixes and name.endswith(suffixes)]
-    return [*ignore["patterns"], *routers]
-
-
-def expected_packing(
-    model: nn.Module,
-    stacks: list[str],
-    group_size: int,
-    test_data: dict[str, Any],
-    roles: dict[str, dict[str, str]],
-    layouts: dict[str, dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """Layers and weight parameters the adapted AutoRound must pack in ``stacks`` of ``model`` (scaffold.predict)."""
-    from scaffold.predict import predict_after_fix
-    from scaffold.quantize import block_weights
-
-    prediction = predict_after_fix(model, stacks, group_size, ignore_patterns(model, test_data), roles, layouts=layouts)
-    excluded = list(test_data.get("block_exclude_classes", []))  # left out of the blocks: not block weights
-    total = sum(block_weights(model, stack_block_names(model, stacks, excluded)).values())
-    return {
-        "stacks": stacks,
-        **({"exclude_classes": excluded} if excluded else {}),
-        "layers": prediction.layers,
-        "params": prediction.params,
-        "block_share": round(prediction.params / total, 6) if total else 0.0,
-        "group_size": group_size,
-        "roles": roles,
-        **({"layouts": layouts} if layouts else {}),
-    }
-
-
 @dataclass
 class QuantCheck:
     packed_layers: int
@@ -296,6 +248,7 @@ def _quantize_and_count(
     auto_class: str = "AutoModelForCausalLM",
     **kwargs: Any,
 ) -> QuantCheck:
+    from scaffold.predict import stack_block_names
     from scaffold.quantize import block_coverage, count_packed, reload_and_forward, run_autoround
     from scaffold.stock import counted_coverage
     from scaffold.tiny.tokenizer import calibration_texts
@@ -367,6 +320,7 @@ def quantize_real(
     import pytest
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from scaffold.predict import expected_packing
     from scaffold.resolve import resolve_target
 
     target = resolve_target(spec, trust_remote_code=trust_remote_code)
