@@ -302,7 +302,7 @@ def replay_groups(model: nn.Module, notes: list[str]) -> list[list[str]]:
     ``ModuleList``) or misses one, the block_detection fix makes it use the stacks found in the module tree,
     so those are the ones whose replay matters.
     """
-    from scaffold.detectors.block_detection import foreign_blocks
+    from scaffold.modes.block_detection.detect import foreign_blocks
     from scaffold.stacks import block_stacks
 
     groups = [list(group) for group in get_block_names(model) if group]

@@ -16,8 +16,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from scaffold.codegen import identifier, indent, py_str
 from scaffold.errors import ScaffoldError
-from scaffold.generators import identifier, indent, py_str
 
 if TYPE_CHECKING:
     from scaffold.patch.codemods import Codemod

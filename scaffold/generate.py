@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scaffold.codegen import py_literal, py_str
 from scaffold.context import InspectContext, tiny_or_none
 from scaffold.errors import ScaffoldError
-from scaffold.findings import Finding, InspectReport, Mode, Severity
-from scaffold.generators import py_literal, py_str
-from scaffold.modes import by_mode
+from scaffold.findings import InspectReport, Mode, Severity
+from scaffold.modes import ModeError, by_mode
 from scaffold.patch.checkout import supported_range
 from scaffold.plan import Plan, PlanItem
 from scaffold.render import Rendered, check_replaceable, render_folder
@@ -43,7 +43,7 @@ class NewArchResult:
 
 def build_plan(report: InspectReport, ctx: InspectContext | None = None) -> tuple[Plan, dict[int, list[PlanItem]]]:
     """Run the generator of every non-ok finding; also returns the plan items each finding produced."""
-    from scaffold.generators import model_key
+    from scaffold.codegen import model_key
 
     key = model_key.plan_key(report.model_type, ctx)  # what AutoRound resolves for the loaded model
     plan = Plan(model_type=key, model_class=report.model_class, autoround_version=_installed_autoround())
@@ -51,18 +51,12 @@ def build_plan(report: InspectReport, ctx: InspectContext | None = None) -> tupl
     for index, finding in enumerate(report.findings):
         if finding.severity is Severity.OK:
             continue
-        before = len(plan.items)
-        generator = _generator(finding)
-        if generator is None:
-            plan.items.append(
-                PlanItem(
-                    mode=finding.mode.value,
-                    summary=finding.summary,
-                    todos=[f"no generator for {finding.mode.value} is available: {finding.fix}"],
-                )
-            )
-        else:
-            generator.generate(finding, plan, ctx)
+        before, keys = len(plan.items), set(plan.test_data)
+        spec = by_mode(finding.mode)
+        spec.generator.generate(finding, plan, ctx)
+        foreign = sorted(set(plan.test_data) - keys - set(spec.test_data_keys))
+        if foreign:  # TEST_DATA is keyed by mode: each check reads only the keys its mode declares
+            raise ModeError(f"the {spec.name} generator wrote TEST_DATA keys it does not declare: {foreign}")
         items[index] = plan.items[before:]
     model_key.generate(plan, ctx)  # keyed registrations reach a model whose config class has no model_type
     return plan, items
@@ -72,18 +66,6 @@ def _installed_autoround() -> str:
     from scaffold.versions import package_version
 
     return package_version("auto-round")
-
-
-def _generator(finding: Finding):
-    name = by_mode(finding.mode).generator
-    if name is None:
-        return None
-    try:
-        return by_mode(finding.mode).generator_module()
-    except ModuleNotFoundError as exc:
-        if exc.name == name:
-            return None
-        raise
 
 
 def _stacks(report: InspectReport, plan: Plan) -> list[str]:

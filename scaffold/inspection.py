@@ -23,7 +23,7 @@ def run_detectors(ctx: InspectContext) -> list[Finding]:
     findings: list[Finding] = ctx.findings  # later detectors (stock_run) read what earlier ones found
     for failure_mode in FAILURE_MODES:
         try:
-            findings.extend(failure_mode.detector_module().detect(ctx))
+            findings.extend(failure_mode.detector.detect(ctx))
         except ScaffoldError:
             raise
         except Exception as exc:  # noqa: BLE001 - a bug of this tool, reported as one line naming the detector

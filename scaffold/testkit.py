@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import copy
 import importlib
-import inspect
 import json
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -72,136 +71,35 @@ def unfinished_todos(folder: Path) -> list[str]:
 
 
 def registry_problems(model: nn.Module, test_data: dict[str, Any]) -> list[str]:
-    """What the adapted AutoRound still gets wrong about ``model`` per the generated facts (empty: all good)."""
-    from auto_round import special_model_handler as handler
-    from auto_round.utils import model as utils_model
+    """What the adapted AutoRound still gets wrong about ``model``'s registries (empty: all good).
 
-    problems = []
-    stacks = test_data.get("block_stacks")
-    if stacks:
-        found = [sorted({name.rsplit(".", 1)[0] for name in names}) for names in utils_model.get_block_names(model)]
-        if [s for group in found for s in group] != stacks:
-            problems.append(f"get_block_names returns stacks {found}, expected {stacks}")
-    for model_class, keys in test_data.get("shared_cache_keys", {}).items():
-        registered = tuple(handler.SPECIAL_SHARED_CACHE_KEYS.get(model_class, ()))
-        if not set(keys) <= set(registered):
-            problems.append(f"SPECIAL_SHARED_CACHE_KEYS[{model_class!r}] = {registered}, expected {keys}")
-    ignore = test_data.get("ignore_layers")
-    if ignore:
-        ignored = set(handler.get_predefined_ignore_layers(model))
-        suffixes = tuple(ignore["router_suffixes"])
-        expected = set(ignore["patterns"])
-        expected |= {name for name, _ in model.named_modules() if suffixes and name.endswith(suffixes)}
-        if not expected <= ignored:
-            problems.append(f"predefined ignore layers miss {sorted(expected - ignored)}")
-    if test_data.get("llm_only") and utils_model.is_mllm_model(model):
-        problems.append("AutoRound still treats the model as multimodal (is_mllm_model is True)")
-    return problems
+    The checks of every mode whose ``CHECK`` runs in the registries test (``scaffold/modes/<mode>/check.py``).
+    """
+    from types import SimpleNamespace
+
+    from scaffold.modes import FAILURE_MODES
+
+    tiny = SimpleNamespace(model=model, inputs={})
+    return [
+        problem
+        for spec in FAILURE_MODES
+        if spec.check.test == "test_autoround_registries_know_the_model" and spec.check.problems is not None
+        for problem in spec.check.problems(tiny, test_data)
+    ]
 
 
-def adapt_like_autoround(model: nn.Module) -> nn.Module:
-    """The structural changes AutoRound makes before calibration: replacements, then special handling."""
-    from auto_round import special_model_handler as handler
-    from auto_round.modeling.fused_moe.replace_modules import materialize_model_
+def check_equivalence(tiny: Any, test_data: dict[str, Any], tolerance: float = 1e-5) -> Any:
+    """Each replaced or converted module computes what the original did (``scaffold/modes/equivalence.py``)."""
+    from scaffold.modes.equivalence import check_equivalence as check
 
-    model = handler.update_module(model, cleanup_original=False)
-    materialize_model_(model)
-    return handler._handle_special_model(model)
-
-
-@dataclass
-class Equivalence:
-    checked: list[str] = field(default_factory=list)  # module paths compared
-    max_abs_err: float = 0.0
-    problems: list[str] = field(default_factory=list)
-
-
-def _tensors(output: Any) -> list[torch.Tensor]:
-    if isinstance(output, torch.Tensor):
-        return [output]
-    if isinstance(output, dict):
-        output = list(output.values())
-    if isinstance(output, list | tuple):
-        return [t for item in output for t in _tensors(item)]
-    return []
-
-
-def _capture_calls(model: nn.Module, paths: list[str], inputs: dict[str, torch.Tensor]) -> dict[str, tuple]:
-    """The (args, kwargs) each module at ``paths`` is first called with during a forward of ``model``."""
-    calls: dict[str, tuple] = {}
-    handles = []
-    for path in paths:
-
-        def hook(module, args, kwargs, path=path):
-            calls.setdefault(path, (copy.deepcopy(args), copy.deepcopy(kwargs)))
-
-        handles.append(model.get_submodule(path).register_forward_pre_hook(hook, with_kwargs=True))
-    try:
-        with torch.no_grad():
-            model(**inputs)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return calls
-
-
-def _route_every_expert(module: nn.Module, args: tuple, kwargs: dict, entry: dict[str, Any]) -> tuple[tuple, dict]:
-    """Replace the expert indices of a captured call by a round-robin assignment so every expert is used."""
-    index_arg, experts = entry.get("index_arg"), entry.get("num_experts")
-    if not index_arg or not experts:
-        return args, kwargs
-    bound = inspect.signature(module.forward).bind(*args, **kwargs)
-    index = bound.arguments.get(index_arg)
-    if not isinstance(index, torch.Tensor):
-        return args, kwargs
-    bound.arguments[index_arg] = (torch.arange(index.numel()) % experts).reshape(index.shape).to(index.dtype)
-    return bound.args, bound.kwargs
-
-
-def module_paths(entry: dict[str, Any]) -> list[str]:
-    """Paths of the modules one ``replacements``/``conversions`` entry covers (``module_paths``, or ``modules``)."""
-    return list(entry.get("module_paths") or entry.get("modules") or [])
+    return check(tiny, test_data, tolerance)
 
 
 def compared_paths(test_data: dict[str, Any]) -> list[str]:
     """Every module path the equivalence check must compare."""
-    entries = [*test_data.get("replacements", []), *test_data.get("conversions", [])]
-    return [path for entry in entries for path in module_paths(entry)]
+    from scaffold.modes.equivalence import compared_paths as paths
 
-
-def check_equivalence(tiny: Any, test_data: dict[str, Any], tolerance: float = 1e-5) -> Equivalence:
-    """Each replaced or converted module computes what the original did (float32, same captured inputs)."""
-    entries = [*test_data.get("replacements", []), *test_data.get("conversions", [])]
-    result = Equivalence()
-    if not entries:
-        return result
-    reference = copy.deepcopy(tiny.model).float().eval()
-    adapted = adapt_like_autoround(copy.deepcopy(tiny.model).float().eval())
-    calls = _capture_calls(reference, compared_paths(test_data), tiny.inputs)
-    for entry in entries:
-        for path in module_paths(entry):
-            original, new = reference.get_submodule(path), adapted.get_submodule(path)
-            if type(new) is type(original):
-                result.problems.append(f"{path}: still {type(original).__name__}, the adaptation did not replace it")
-                continue
-            if path not in calls:
-                result.problems.append(f"{path}: not called by the model's forward")
-                continue
-            args, kwargs = _route_every_expert(original, *calls[path], entry)
-            with torch.no_grad():
-                expected, got = _tensors(original(*args, **kwargs)), _tensors(new(*args, **kwargs))
-            if not expected or len(expected) != len(got):
-                result.problems.append(f"{path}: outputs differ in structure ({len(expected)} vs {len(got)} tensors)")
-                continue
-            err = max(float((a.float() - b.float()).abs().max()) for a, b in zip(expected, got, strict=True))
-            result.max_abs_err = max(result.max_abs_err, err)
-            result.checked.append(path)
-            if err > tolerance:
-                result.problems.append(f"{path}: max abs error {err:.3g} > {tolerance}")
-            if all(float(t.abs().max()) == 0.0 for t in got):
-                result.problems.append(f"{path}: the replacement's output is all zero")
-    record_verdict(max_equivalence_error=result.max_abs_err, modules_compared=len(result.checked))
-    return result
+    return paths(test_data)
 
 
 @dataclass
@@ -217,17 +115,10 @@ class QuantCheck:
 
 
 def replay_problems(tiny: Any) -> list[str]:
-    """Blocks whose replay by AutoRound's own caching and ``block_forward`` does not reproduce the real forward.
+    """Blocks AutoRound's replay does not reproduce (``scaffold/modes/block_replay/check.py``)."""
+    from scaffold.modes.block_replay.check import replay_problems as problems
 
-    Run after :func:`apply_adaptation`: ``AutoRound(...)`` then applies the adaptation to its copy of the model,
-    so an empty list means every block of each stack gets, replayed, the inputs the model gives it.
-    """
-    from scaffold.autoround_replay import replay_outcomes
-
-    outcomes = replay_outcomes(tiny.model, tiny.inputs)
-    if not outcomes:
-        return ["AutoRound's get_block_names finds no blocks to replay"]
-    return [f"{block}: {outcome}" for block, outcome in outcomes.items() if not outcome.startswith("matches")]
+    return problems(tiny)
 
 
 def tokenizer_for(tiny: Any) -> Any:

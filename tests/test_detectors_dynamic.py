@@ -8,10 +8,12 @@ from inspect_archs.dynamic_archs import ARCHS, DETECTOR_OF, make_context
 
 from scaffold.autoround_replay import declared_shared_keys
 from scaffold.context import InspectContext
-from scaffold.detectors import block_replay, forward_coverage, shared_cache_keys
-from scaffold.detectors.block_replay import classify
-from scaffold.detectors.shared_cache_keys import split_problem
 from scaffold.findings import Finding, Mode, Severity
+from scaffold.modes.block_replay import detect as block_replay
+from scaffold.modes.block_replay.detect import classify
+from scaffold.modes.forward_coverage import detect as forward_coverage
+from scaffold.modes.shared_cache_keys import detect as shared_cache_keys
+from scaffold.modes.shared_cache_keys.detect import split_problem
 from scaffold.probes import calibration_samples, find_stacks, same_value
 
 # AutoRound bf16 support simulated off, then on: the verdicts must not depend on the machine.
@@ -156,7 +158,7 @@ def test_bloom_alibi_replay_is_reported():
 
 
 def test_mishandled_inputs_names_every_uncacheable_kind():
-    from scaffold.detectors.block_replay import mishandled_inputs
+    from scaffold.modes.block_replay.detect import mishandled_inputs
 
     inputs = {
         "hidden_states": torch.zeros(1, 8, 4),

@@ -11,10 +11,10 @@ from torch import nn
 
 from scaffold.context import InspectContext
 from scaffold.coverage import compute_coverage, scan_model
-from scaffold.detectors.ignore_layers import layer_patterns
-from scaffold.detectors.layer_types import probe_linear
 from scaffold.experts_layout import call_convention, capture_call, probe_layout
 from scaffold.findings import Mode, Severity
+from scaffold.modes.ignore_layers.detect import layer_patterns
+from scaffold.modes.layer_types.detect import probe_linear
 from scaffold.predict import predict_after_fix
 from scaffold.stacks import block_stacks
 from scaffold.versions import transformers_major
@@ -35,7 +35,7 @@ STATIC_DETECTORS = ["block_detection", "layer_types", "fused_moe", "ignore_layer
 def run_static(ctx: InspectContext):
     findings = []
     for name in STATIC_DETECTORS:
-        findings.extend(importlib.import_module(f"scaffold.detectors.{name}").detect(ctx))
+        findings.extend(importlib.import_module(f"scaffold.modes.{name}.detect").detect(ctx))
     return findings
 
 
@@ -124,7 +124,7 @@ def test_block_detection_when_autoround_finds_nothing():
 
 
 def test_layer_types_probe_confirms_exact_linear():
-    (finding,) = importlib.import_module("scaffold.detectors.layer_types").detect(make_context("sa_custom_linear"))
+    (finding,) = importlib.import_module("scaffold.modes.layer_types.detect").detect(make_context("sa_custom_linear"))
     ev = finding.evidence
     assert finding.probe == "tiny"
     assert (ev["class"], ev["weight_attr"], ev["bias_attr"], ev["count"]) == ("ExactProj", "weight", "bias", 4)
@@ -132,7 +132,7 @@ def test_layer_types_probe_confirms_exact_linear():
 
 
 def test_layer_types_static_only_says_so():
-    (finding,) = importlib.import_module("scaffold.detectors.layer_types").detect(
+    (finding,) = importlib.import_module("scaffold.modes.layer_types.detect").detect(
         make_context("sa_custom_linear", dynamic=False)
     )
     assert finding.probe == "static" and finding.evidence["exact_linear"] is False
@@ -147,7 +147,7 @@ def test_probe_linear_tells_scaled_from_exact():
 
 
 def test_fused_moe_measures_call_and_layout():
-    (finding,) = importlib.import_module("scaffold.detectors.fused_moe").detect(make_context("sa_fused_moe"))
+    (finding,) = importlib.import_module("scaffold.modes.fused_moe.detect").detect(make_context("sa_fused_moe"))
     ev = finding.evidence
     assert finding.severity is Severity.SILENT and finding.probe == "tiny"
     assert (ev["class"], ev["num_experts"]) == ("FusedExperts", 4)
@@ -160,7 +160,7 @@ def test_fused_moe_measures_call_and_layout():
 
 
 def test_fused_moe_static_only_keeps_required_keys():
-    (finding,) = importlib.import_module("scaffold.detectors.fused_moe").detect(
+    (finding,) = importlib.import_module("scaffold.modes.fused_moe.detect").detect(
         make_context("sa_fused_moe", dynamic=False)
     )
     assert finding.probe == "static"
@@ -196,7 +196,7 @@ def test_layout_probe_says_when_no_candidate_matches():
 
 
 def test_ignore_layers_non_divisible_and_patterns():
-    (finding,) = importlib.import_module("scaffold.detectors.ignore_layers").detect(make_context("sa_non_divisible"))
+    (finding,) = importlib.import_module("scaffold.modes.ignore_layers.detect").detect(make_context("sa_non_divisible"))
     ev = finding.evidence
     assert finding.severity is Severity.OK and ev["group_size"] == 32  # AutoRound keeps them in float itself
     assert "already kept in float by AutoRound" in finding.summary
@@ -207,14 +207,14 @@ def test_ignore_layers_non_divisible_and_patterns():
 
 
 def test_ignore_layers_router_already_ignored_is_ok():
-    (finding,) = importlib.import_module("scaffold.detectors.ignore_layers").detect(make_context("sa_fused_moe"))
+    (finding,) = importlib.import_module("scaffold.modes.ignore_layers.detect").detect(make_context("sa_fused_moe"))
     assert finding.severity is Severity.OK
     assert finding.evidence["routers"] == ["model.layers.0.mlp.gate", "model.layers.1.mlp.gate"]
     assert finding.evidence["layer_patterns"] == ["mlp.gate"]
 
 
 def test_mtp_layers_beyond_num_hidden_layers_and_by_name():
-    from scaffold.detectors.ignore_layers import _mtp_paths
+    from scaffold.modes.ignore_layers.detect import _mtp_paths
     from scaffold.stacks import BlockStack
 
     stack = BlockStack("model.layers", "Block", 3, "ModuleList", 0, [f"model.layers.{i}" for i in range(3)])
@@ -231,7 +231,7 @@ def test_layer_patterns_fall_back_to_full_paths_when_a_suffix_over_matches():
 
 
 def test_mllm_misdetection_names_the_config_key():
-    (finding,) = importlib.import_module("scaffold.detectors.mllm_misdetection").detect(make_context("sa_mllm_key"))
+    (finding,) = importlib.import_module("scaffold.modes.mllm_misdetection.detect").detect(make_context("sa_mllm_key"))
     assert "image_token_id" in finding.evidence["reason"]
 
 
@@ -340,7 +340,7 @@ def test_transformers_4_has_no_experts_interface():
     from scaffold.resolve import resolve_target
 
     ctx = load_context(resolve_target("transformers:llama4_text"), dynamic=False)
-    (moe,) = importlib.import_module("scaffold.detectors.fused_moe").detect(ctx)
+    (moe,) = importlib.import_module("scaffold.modes.fused_moe.detect").detect(ctx)
     assert moe.evidence["experts_interface"] is False and moe.evidence["autoround_unfuses"] is False
     assert "no experts interface" in moe.evidence["note"]
     assert moe.severity is Severity.SILENT

@@ -117,7 +117,7 @@ def _calls(kind: str):
 
 
 def _finding(module: nn.Module, call: dict, layout: dict) -> Finding:
-    """The finding ``scaffold.detectors.fused_moe`` records (evidence keys of docs/findings-schema.md)."""
+    """The finding ``scaffold.modes.fused_moe.detect`` records (evidence keys of docs/findings-schema.md)."""
     params = {n: list(p.shape) for n, p in module.named_parameters() if p.dim() == 3}
     return Finding(
         mode=Mode.FUSED_MOE,
@@ -160,7 +160,7 @@ EXPECTED = {
 
 @pytest.mark.parametrize("kind", list(EXPECTED))
 def test_probe_measures_the_convention_and_generated_replacement_matches(kind, tmp_path, replacement_registry):
-    from scaffold.generators import fused_moe
+    from scaffold.modes.fused_moe import generate as fused_moe
 
     torch.manual_seed(0)
     module, probe_args, fresh_args = _calls(kind)
@@ -192,7 +192,7 @@ def test_probe_measures_the_convention_and_generated_replacement_matches(kind, t
 
 
 def test_generated_conventions_are_ruff_clean(tmp_path, replacement_registry):
-    from scaffold.generators import fused_moe
+    from scaffold.modes.fused_moe import generate as fused_moe
 
     plan = Plan(model_type="toy_moe", model_class="ToyForCausalLM")
     for kind in ("batched", "grouped_bias", "dense", "identity_bias"):
@@ -206,7 +206,7 @@ def test_generated_conventions_are_ruff_clean(tmp_path, replacement_registry):
 
 def test_unmatched_layout_todo_names_the_closest_candidate(tmp_path, replacement_registry):
     """A layout no candidate reproduces leaves a skeleton whose TODO says why, with the closest candidate."""
-    from scaffold.generators import fused_moe
+    from scaffold.modes.fused_moe import generate as fused_moe
 
     class TanhBatched(BatchedExperts):
         def forward(self, hidden_states):

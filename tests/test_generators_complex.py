@@ -212,7 +212,7 @@ LAYOUTS = [
 
 @pytest.mark.parametrize("layout", LAYOUTS, ids=lambda d: "-".join(f"{k}={v}" for k, v in d.items()))
 def test_fused_moe_replacement_is_equivalent(layout, tmp_path, replacement_registry):
-    from scaffold.generators import fused_moe
+    from scaffold.modes.fused_moe import generate as fused_moe
 
     torch.manual_seed(0)
     experts = ToyExperts(**layout).eval()
@@ -244,7 +244,7 @@ def test_fused_moe_replacement_is_equivalent(layout, tmp_path, replacement_regis
 
 
 def test_fused_moe_output_is_ruff_clean_and_stable(tmp_path):
-    from scaffold.generators import fused_moe
+    from scaffold.modes.fused_moe import generate as fused_moe
 
     torch.manual_seed(0)
     contents = []
@@ -258,7 +258,7 @@ def test_fused_moe_output_is_ruff_clean_and_stable(tmp_path):
 
 
 def test_fused_moe_two_classes_share_one_file(tmp_path, replacement_registry):
-    from scaffold.generators import fused_moe
+    from scaffold.modes.fused_moe import generate as fused_moe
 
     plan = plan_for()
     first = experts_finding(ToyExperts(), ["model.layers.0.mlp.experts"])
@@ -276,7 +276,7 @@ def test_fused_moe_two_classes_share_one_file(tmp_path, replacement_registry):
 
 @pytest.mark.parametrize("problem", ["unprobed", "unknown_convention"])
 def test_fused_moe_skeleton_fails_until_finished(problem, tmp_path, replacement_registry):
-    from scaffold.generators import fused_moe
+    from scaffold.modes.fused_moe import generate as fused_moe
 
     experts = ToyExperts()
     finding = experts_finding(
@@ -328,7 +328,7 @@ def test_fused_moe_replacement_lets_autoround_pack_every_expert(tmp_path, replac
     from auto_round.modeling.fused_moe.replace_modules import BUILTIN_MODULES
     from auto_round.utils import LazyImport
 
-    from scaffold.generators import fused_moe
+    from scaffold.modes.fused_moe import generate as fused_moe
 
     model = tiny_mixtral_with_toy_experts()
     paths = [f"model.layers.{i}.mlp.experts" for i in range(2)]
@@ -377,7 +377,7 @@ def patched_namespace(plan: Plan, tmp_path: Path, name: str) -> dict:
 
 
 def test_block_replay_alibi_fix_is_equivalent(tmp_path):
-    from scaffold.generators import block_replay
+    from scaffold.modes.block_replay import generate as block_replay
 
     plan = plan_for("bloom", "BloomForCausalLM")
     block_replay.generate(replay_finding(), plan)
@@ -425,7 +425,7 @@ def test_block_replay_alibi_fix_is_equivalent(tmp_path):
     ],
 )
 def test_block_replay_other_causes(cause, inputs, rewrite, tmp_path):
-    from scaffold.generators import block_replay
+    from scaffold.modes.block_replay import generate as block_replay
 
     plan = plan_for("toy_replay", "ToyForCausalLM")
     block_replay.generate(replay_finding(cause, inputs), plan)
@@ -503,7 +503,7 @@ def quantize_and_count(model: nn.Module, out_dir: Path, fresh_model: nn.Module):
 
 @pytest.mark.slow
 def test_block_replay_alibi_fix_lets_autoround_quantize_bloom(tmp_path):
-    from scaffold.generators import block_replay
+    from scaffold.modes.block_replay import generate as block_replay
 
     plan = plan_for("bloom", "BloomForCausalLM")
     block_replay.generate(replay_finding(), plan)
@@ -582,7 +582,7 @@ def layer_finding(cls: type, exact: bool) -> Finding:
 
 
 def test_layer_types_conversion_is_equivalent(tmp_path):
-    from scaffold.generators import layer_types
+    from scaffold.modes.layer_types import generate as layer_types
 
     plan = plan_for("llama", "LlamaForCausalLM")
     layer_types.generate(layer_finding(CustomLinear, exact=True), plan)
@@ -605,7 +605,7 @@ def test_layer_types_conversion_is_equivalent(tmp_path):
 
 
 def test_layer_types_inexact_class_is_a_failing_skeleton(tmp_path):
-    from scaffold.generators import layer_types
+    from scaffold.modes.layer_types import generate as layer_types
 
     plan = plan_for("llama", "LlamaForCausalLM")
     layer_types.generate(layer_finding(CustomLinear, exact=True), plan)
@@ -622,7 +622,7 @@ def test_layer_types_inexact_class_is_a_failing_skeleton(tmp_path):
 
 @pytest.mark.slow
 def test_layer_types_conversion_lets_autoround_pack_custom_linears(tmp_path):
-    from scaffold.generators import layer_types
+    from scaffold.modes.layer_types import generate as layer_types
 
     plan = plan_for("llama", "LlamaForCausalLM")
     layer_types.generate(layer_finding(CustomLinear, exact=True), plan)
@@ -666,7 +666,7 @@ def coverage_finding(same_signature: bool = True) -> Finding:
 
 
 def test_forward_coverage_runs_the_unreached_stack(tmp_path):
-    from scaffold.generators import forward_coverage
+    from scaffold.modes.forward_coverage import generate as forward_coverage
 
     plan = plan_for("llama", "LlamaForCausalLM")
     forward_coverage.generate(coverage_finding(), plan)
@@ -694,11 +694,11 @@ def test_forward_coverage_runs_the_unreached_stack(tmp_path):
     assert torch.equal(draft_args[0], reached_out)  # the draft tower runs on the reached stack's output
     assert draft_kwargs.keys() == seen["kw"].keys() and 1 in seen  # with the same inputs, through every block
     assert draft_kwargs.get("use_cache") is not True and draft_kwargs.get("past_key_values") is None
-    assert plan.test_data["forward_coverage"]["unreached"] == ["model.draft_layers"]
+    assert plan.test_data == {}  # the prediction test checks it: no TEST_DATA key nobody reads
 
 
 def test_forward_coverage_without_matching_signature_is_a_failing_skeleton(tmp_path):
-    from scaffold.generators import forward_coverage
+    from scaffold.modes.forward_coverage import generate as forward_coverage
 
     plan = plan_for("llama", "LlamaForCausalLM")
     forward_coverage.generate(coverage_finding(same_signature=False), plan)
@@ -712,7 +712,7 @@ def test_forward_coverage_without_matching_signature_is_a_failing_skeleton(tmp_p
 
 
 def test_block_replay_later_block_with_same_inputs_needs_no_second_fix():
-    from scaffold.generators import block_replay
+    from scaffold.modes.block_replay import generate as block_replay
 
     plan = plan_for("bloom", "BloomForCausalLM")
     block_replay.generate(replay_finding(), plan)
@@ -745,9 +745,9 @@ def detected_plan(target: str, modes: set[Mode]):
     plan = Plan(model_type=ctx.target.model_type, model_class=ctx.model_class)
     found = set()
     for mode in sorted(modes, key=lambda m: m.value):
-        for finding in by_mode(mode).detector_module().detect(ctx):
+        for finding in by_mode(mode).detector.detect(ctx):
             if finding.severity is not Severity.OK:
-                by_mode(mode).generator_module().generate(finding, plan, ctx)
+                by_mode(mode).generator.generate(finding, plan, ctx)
                 found.add(mode)
     return ctx, plan, found
 
@@ -812,7 +812,7 @@ def test_generated_code_from_real_findings_keeps_the_model_equivalent(target, mo
 def test_forward_coverage_lets_autoround_quantize_the_unreached_stack(tmp_path):
     """Stock: the draft stack gets no cached inputs and quantize() fails; with the generated forward it packs."""
     from scaffold.autoround_api import get_block_names
-    from scaffold.generators import forward_coverage
+    from scaffold.modes.forward_coverage import generate as forward_coverage
 
     fresh = llama_with_draft_tower()
     assert ["model.draft_layers.0", "model.draft_layers.1"] in get_block_names(fresh)
@@ -828,7 +828,7 @@ def test_forward_coverage_lets_autoround_quantize_the_unreached_stack(tmp_path):
 def test_block_replay_sequence_first_fix(tmp_path):
     """Sequence-first blocks with a 0-d layer index (ChatGLM-6B style): AutoRound sees batch-first tensors, the
     model's own forward is unchanged, and a block replayed alone with batch-first inputs matches the model."""
-    from scaffold.generators import block_replay
+    from scaffold.modes.block_replay import generate as block_replay
 
     finding = replay_finding("sequence_first", {"hidden_states": "Tensor[8, 1, 8]", "layer_id": "Tensor[]"})
     finding.evidence.update(

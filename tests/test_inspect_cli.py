@@ -75,7 +75,7 @@ def test_deepseek_v3_static_inspection(cli):
 
 
 def test_a_crashing_detector_is_one_line_and_exit_2(cli, monkeypatch):
-    import scaffold.detectors.layer_types as layer_types
+    import scaffold.modes.layer_types.detect as layer_types
 
     def broken(ctx):
         raise IndexError("tuple index out of range")

@@ -11,8 +11,10 @@ from types import SimpleNamespace
 import pytest
 from transformers import PretrainedConfig
 
+from scaffold.codegen import model_key
 from scaffold.findings import Finding, Mode, Severity
-from scaffold.generators import block_detection, ignore_layers, model_key
+from scaffold.modes.block_detection import generate as block_detection
+from scaffold.modes.ignore_layers import generate as ignore_layers
 from scaffold.plan import DictEntry, Plan
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from scaffold.generators.block_detection import function_code
+from scaffold.modes.block_detection.generate import function_code
 from scaffold.stack_chain import confirmed_stacks
 from scaffold.stacks import block_stacks
 

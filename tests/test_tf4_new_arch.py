@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from scaffold.detectors.block_replay import _follows, carried_outputs
 from scaffold.findings import Finding, Mode, Severity
-from scaffold.generators.block_replay import block_offset, choose_fix, generate, render_fix
+from scaffold.modes.block_replay.detect import _follows, carried_outputs
+from scaffold.modes.block_replay.generate import block_offset, choose_fix, generate, render_fix
 from scaffold.plan import Plan
 from scaffold.versions import transformers_major
 

@@ -29,7 +29,7 @@ def test_templates_load_from_the_package():
     from scaffold.resources import template_path
 
     assert (template_path("adaptation") / "copier.yml").is_file()
-    assert (template_path("generators") / "block_replay.py.jinja").is_file()
+    assert (template_path("modes") / "block_replay" / "block_replay.py.jinja").is_file()
 
 
 def _build_wheel(tmp_path: Path) -> Path:

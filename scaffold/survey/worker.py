@@ -36,8 +36,8 @@ def _write(row: R.SurveyRow, path: Path, phase: str) -> None:
 
 def multimodal_for_autoround(ctx: Any, findings: list[str]) -> bool:
     """AutoRound calls the model multimodal and it is (no mllm_misdetection finding says otherwise)."""
-    from scaffold.detectors.mllm_misdetection import autoround_mllm_verdict
     from scaffold.findings import Mode
+    from scaffold.modes.mllm_misdetection.detect import autoround_mllm_verdict
 
     misdetected = any(finding.startswith(f"{Mode.MLLM_MISDETECTION.value}:") for finding in findings)
     return autoround_mllm_verdict(ctx).multimodal and not misdetected

@@ -87,11 +87,12 @@ class DynamicArchModel(PreTrainedModel):
     base_model_prefix = "model"
     _no_split_modules = ["Block"]
     mtp_tower = False  # an extra stack of blocks the forward never runs
+    block_class = Block
 
     def __init__(self, config: DynamicArchConfig):
         super().__init__(config)
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.layers = nn.ModuleList([Block(config) for _ in range(config.num_hidden_layers)])
+        self.layers = nn.ModuleList([self.block_class(config) for _ in range(config.num_hidden_layers)])
         if self.mtp_tower:
             self.mtp_layers = nn.ModuleList([Block(config) for _ in range(2)])
         self.rel_bias = nn.Parameter(torch.randn(config.num_attention_heads, 64, 64) * 0.1)
@@ -151,6 +152,21 @@ class PerLayerWindowModel(DynamicArchModel):
         return {"window": window}
 
 
+class InplaceGateBlock(Block):
+    """Scales its MLP gate in place: fine for inference, but sigmoid saved that output for the backward pass
+    AutoRound tunes with, so stock AutoRound crashes in a way no replay or registry rule explains."""
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs):
+        h = hidden_states + self.attn(self.input_norm(hidden_states))
+        gate = torch.sigmoid(self.up_proj(self.post_norm(h)))
+        gate.mul_(2.0)
+        return (h + self.down_proj(gate),)
+
+
+class InplaceGateModel(DynamicArchModel):
+    block_class = InplaceGateBlock
+
+
 def _arch(model_type: str, base: type = DynamicArchModel, **model_attrs) -> tuple[type, type]:
     config_cls = type(f"{model_type}_Config", (DynamicArchConfig,), {"model_type": model_type})
     model_cls = type(f"{model_type}_ForCausalLM", (base,), {"config_class": config_cls, **model_attrs})
@@ -165,6 +181,7 @@ ARCHS: dict[str, tuple[type, type]] = {
     "da_layer_scale": _arch("da_layer_scale", LayerScaleModel),
     "da_state_list": _arch("da_state_list", StateListModel),
     "da_layer_window": _arch("da_layer_window", PerLayerWindowModel),
+    "da_inplace_gate": _arch("da_inplace_gate", InplaceGateModel),  # only stock_run (stock AutoRound crashes)
 }
 DETECTOR_OF = {
     "da_mtp_tower": "forward_coverage",

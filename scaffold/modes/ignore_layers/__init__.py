@@ -1,0 +1,13 @@
+"""The ignore_layers failure mode: its detector, generator, check and corpus fixture (see README.md)."""
+
+from scaffold.findings import Mode
+from scaffold.modes.contract import ModeSpec
+from scaffold.modes.ignore_layers import check, detect, generate
+
+SPEC = ModeSpec(
+    mode=Mode.IGNORE_LAYERS,
+    detector=detect,
+    generator=generate,
+    check=check.CHECK,
+    fixture="tests.inspect_archs.dynamic_archs:da_mtp_tower",
+)

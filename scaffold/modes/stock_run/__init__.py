@@ -1,0 +1,24 @@
+"""The stock_run failure mode: its detector, generator, check and corpus fixture (see README.md)."""
+
+from scaffold.findings import Mode
+from scaffold.modes.contract import ModeSpec
+from scaffold.modes.stock_run import check, detect, generate
+
+SPEC = ModeSpec(
+    mode=Mode.STOCK_RUN,
+    detector=detect,
+    generator=generate,
+    check=check.CHECK,
+    fixture="tests.inspect_archs.dynamic_archs:da_inplace_gate",
+    needs_tiny=True,
+    depends_on=(
+        Mode.BLOCK_DETECTION,
+        Mode.LAYER_TYPES,
+        Mode.FUSED_MOE,
+        Mode.MLLM_MISDETECTION,
+        Mode.FORWARD_COVERAGE,
+        Mode.SHARED_CACHE_KEYS,
+        Mode.BLOCK_REPLAY,
+        Mode.IGNORE_LAYERS,
+    ),
+)
