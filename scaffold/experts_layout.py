@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-TOLERANCE = 1e-5
+from scaffold.markers import EQUIVALENCE_TOLERANCE
+
 SCREEN_TOKENS = 4
 _ROLE_BY_NAME = {
     "gate_up_proj": "gate_up",
@@ -337,13 +338,13 @@ def probe_layout(
             try:
                 screened = _replay(module, layout, hidden2d[rows], index[rows], weights[rows], act)
                 err = float((screened - target[rows]).abs().max())
-                if err <= TOLERANCE:
+                if err <= EQUIVALENCE_TOLERANCE:
                     err = float((_replay(module, layout, hidden2d, index, weights, act) - target).abs().max())
             except (RuntimeError, KeyError, IndexError):
                 continue
             if best is None or err < best[0]:
                 best = (err, layout)
-            if err <= TOLERANCE:
+            if err <= EQUIVALENCE_TOLERANCE:
                 return {"probed": True, **_layout_dict(module, layout), "max_abs_err": err}
     result: dict[str, Any] = {"probed": False, "reason": "no candidate layout reproduces the module output"}
     if best is not None:

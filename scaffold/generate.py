@@ -16,6 +16,7 @@ from scaffold.codegen import py_literal, py_str
 from scaffold.context import InspectContext, tiny_or_none
 from scaffold.errors import ScaffoldError
 from scaffold.findings import InspectReport, Mode, Severity
+from scaffold.markers import TOLERANCE_LITERAL
 from scaffold.modes import ModeError, by_mode
 from scaffold.patch.checkout import supported_range
 from scaffold.plan import Plan, PlanItem
@@ -24,7 +25,6 @@ from scaffold.resolve import ResolvedTarget
 from scaffold.runtime_plugin import plugin_source
 
 TINY_GROUP_SIZE = 32  # the tiny instance's 64-wide layers quantize with groups of 32
-TOLERANCE = "1e-5"  # max abs error of a replacement against the original module (float32)
 SCHEME = "W4A16"
 LINE_LENGTH = 120
 PLUGIN_IMPORTS = ["import warnings", "from importlib.metadata import version"]  # the template's version check
@@ -128,7 +128,7 @@ def constants_source(
         f"TRUST_REMOTE_CODE = {target.trust_remote_code}",
         f"PLUGIN = {py_str(slug + '_autoround') if has_plugin else None}",
         f"GROUP_SIZE = {group_size}",
-        f"TOLERANCE = {TOLERANCE}",
+        f"TOLERANCE = {TOLERANCE_LITERAL}",
         "# What AutoRound must pack on the tiny instance (scaffold.predict at generation time).",
         f"PREDICTED = {py_literal(prediction)}",
         "# Facts the checks below use (written by the generators).",

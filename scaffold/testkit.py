@@ -20,9 +20,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from scaffold.markers import EQUIVALENCE_TOLERANCE, TODO_MARK
+
 ADAPTATION_ENV = "SCAFFOLD_ADAPTATION"
 VERDICT_ENV = "SCAFFOLD_VERDICT"
-TODO_MARK = "TODO(scaffold)"
 COMPILE_ENV = "SCAFFOLD_TORCH_COMPILE"
 
 
@@ -88,7 +89,7 @@ def registry_problems(model: nn.Module, test_data: dict[str, Any]) -> list[str]:
     ]
 
 
-def check_equivalence(tiny: Any, test_data: dict[str, Any], tolerance: float = 1e-5) -> Any:
+def check_equivalence(tiny: Any, test_data: dict[str, Any], tolerance: float = EQUIVALENCE_TOLERANCE) -> Any:
     """Each replaced or converted module computes what the original did (``scaffold/modes/equivalence.py``)."""
     from scaffold.modes.equivalence import check_equivalence as check
 
