@@ -347,3 +347,20 @@ def survey(
     rows = latest_rows(read_rows(out / RESULTS), versions)  # every type surveyed into --out with these versions
     write_outputs(out, rows, versions)
     console.print(summarize(rows).line(), highlight=False)
+
+
+dev_app = typer.Typer(help="Develop autoround-scaffold itself (in a source checkout).", no_args_is_help=True)
+app.add_typer(dev_app, name="dev")
+
+
+@dev_app.command("add-mode")
+@user_errors
+def add_mode(name: Annotated[str, typer.Argument(help="The new failure mode, lower_snake_case.")]) -> None:
+    """Write a new failure mode's skeleton (package, templates, tests) and register it (docs/adding-a-mode.md)."""
+    from scaffold.dev.add_mode import add_mode as write_skeleton
+    from scaffold.dev.add_mode import source_root
+
+    root = source_root()
+    for path in write_skeleton(name, root):
+        console.print(f"wrote {path.relative_to(root)}", highlight=False)
+    console.print("next: fill every TODO(scaffold): marker, then `python -m pytest tests/modes -q`", highlight=False)

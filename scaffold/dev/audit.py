@@ -8,9 +8,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from scaffold.codegen.templates import TODO as TODO_MARK
 from scaffold.modes.contract import ModeSpec
 
-TODO_MARK = "TODO(scaffold)"
 PARTS = ("__init__.py", "detect.py", "generate.py", "check.py", "README.md")
 ADAPTATION_TEST = Path("templates") / "adaptation" / "test_{{ slug }}.py.jinja"
 
@@ -49,8 +49,8 @@ def audit(spec: ModeSpec, root: Path) -> list[str]:
     if f"def {spec.check.test}(" not in template:
         problems.append(f"{name}: its check's test {spec.check.test} is not in {ADAPTATION_TEST}")
     for path in [*(package / part for part in PARTS), tests]:
-        if path.is_file() and f"# {TODO_MARK}" in path.read_text(encoding="utf-8"):
-            problems.append(f"{name}: {path.relative_to(root)} still has '# {TODO_MARK}' markers to fill")
+        if path.is_file() and f"{TODO_MARK}:" in path.read_text(encoding="utf-8"):
+            problems.append(f"{name}: {path.relative_to(root)} still has '{TODO_MARK}:' markers to fill")
     return problems
 
 

@@ -11,14 +11,5 @@ SPEC = ModeSpec(
     check=check.CHECK,
     fixture="tests.inspect_archs.dynamic_archs:da_inplace_gate",
     needs_tiny=True,
-    depends_on=(
-        Mode.BLOCK_DETECTION,
-        Mode.LAYER_TYPES,
-        Mode.FUSED_MOE,
-        Mode.MLLM_MISDETECTION,
-        Mode.FORWARD_COVERAGE,
-        Mode.SHARED_CACHE_KEYS,
-        Mode.BLOCK_REPLAY,
-        Mode.IGNORE_LAYERS,
-    ),
+    depends_on=tuple(mode for mode in Mode if mode is not Mode.STOCK_RUN),  # reads every other mode's findings
 )
