@@ -23,7 +23,7 @@ class Severity(str, Enum):
 
 
 class Mode(str, Enum):
-    """Failure modes; each has one detector and one generator (see ``scaffold/modes.py``)."""
+    """Failure modes; each is a package ``scaffold/modes/<mode>/`` registered in ``scaffold/modes/__init__.py``."""
 
     BLOCK_DETECTION = "block_detection"
     LAYER_TYPES = "layer_types"

@@ -1,7 +1,7 @@
 """The new-arch stage: inspect report + context -> Plan (via the generators) -> rendered adaptation folder.
 
 ``new_arch`` is what ``scaffold new-arch`` runs: inspect, one generator per non-ok finding
-(``scaffold/modes.py``), predict what AutoRound should pack on the tiny instance once adapted,
+(``scaffold/modes/``), predict what AutoRound should pack on the tiny instance once adapted,
 optionally patch an AutoRound checkout, and render ``generated/<slug>`` atomically.
 """
 

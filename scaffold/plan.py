@@ -1,6 +1,6 @@
 """The generation plan: every file and registry edit an adaptation consists of, as data.
 
-Generators (``scaffold/generators/``) fill a :class:`Plan`; the renderer writes the plugin,
+Generators (``scaffold/modes/<mode>/generate.py``) fill a :class:`Plan`; the renderer writes the plugin,
 report and test from it; the patcher (``scaffold/patch/``) applies its ``edits`` and ``files``
 to an AutoRound checkout. Paths are relative to the AutoRound checkout root. The edit kinds live in
 ``scaffold/edits.py`` and are re-exported here.
