@@ -11,8 +11,8 @@ from torch import nn
 
 from scaffold.context import InspectContext
 from scaffold.coverage import compute_coverage, scan_model
-from scaffold.experts_layout import call_convention, capture_call, probe_layout
 from scaffold.findings import Mode, Severity
+from scaffold.modes.fused_moe.probe import call_convention, capture_call, probe_layout
 from scaffold.modes.ignore_layers.detect import layer_patterns
 from scaffold.modes.layer_types.detect import probe_linear
 from scaffold.predict import predict_after_fix

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scaffold.experts_layout import call_convention, capture_call, probe_layout
 from scaffold.findings import Finding, Mode, Severity
+from scaffold.modes.fused_moe.probe import call_convention, capture_call, probe_layout
 from scaffold.plan import Plan
 from tests.test_generators_complex import import_source, ruff_clean
 

@@ -8,9 +8,9 @@ from torch import nn
 
 from scaffold.context import InspectContext, ProbeUnavailable
 from scaffold.coverage import scan_model
-from scaffold.experts_layout import call_convention, capture_call, probe_layout, single_thread
 from scaffold.findings import Finding, Mode, Severity
 from scaffold.linear_weights import LinearWeight
+from scaffold.modes.fused_moe.probe import call_convention, capture_call, probe_layout, single_thread
 from scaffold.moe_support import autoround_unfuses, builtin_replacement, experts_interface, has_experts_interface
 from scaffold.versions import package_version
 

@@ -7,7 +7,7 @@ block): per-expert layers are built on the meta device in ``__init__`` and fille
 slices in ``_materialize_weights``, as in ``auto_round/modeling/fused_moe/step3_5_moe.py``. The layout
 (concatenated / interleaved gate-up, gate first, transposed storage, bias, activation, a single projection
 per expert, identity experts) and the call convention (top-k indices and weights, dense per-expert weights,
-rows in equal per-expert blocks, per-expert row counts; see ``scaffold.experts_layout``) come from the
+rows in equal per-expert blocks, per-expert row counts; see ``scaffold.modes.fused_moe.probe``) come from the
 probe's evidence; without a probed layout or a known call convention the class is a skeleton with
 ``TODO(scaffold)`` that raises until a human finishes it.
 
@@ -25,8 +25,8 @@ from typing import Any
 from scaffold.codegen import identifier, py_str, tiny_module_paths
 from scaffold.codegen.templates import TODO, add_to_module, render_code
 from scaffold.context import InspectContext
-from scaffold.experts_layout import CONVENTIONS
 from scaffold.findings import Finding
+from scaffold.modes.fused_moe.probe import CONVENTIONS
 from scaffold.plan import REPLACE_MODULES, CodeBlock, DictEntry, GeneratedFile, Plan, PlanItem
 
 REGISTRY = "BUILTIN_MODULES"

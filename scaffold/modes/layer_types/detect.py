@@ -11,9 +11,9 @@ from torch import nn
 from scaffold.context import InspectContext, ProbeUnavailable
 from scaffold.coverage import scan_model
 from scaffold.errors import first_line
-from scaffold.experts_layout import single_thread
 from scaffold.findings import Finding, Mode, Severity
 from scaffold.linear_weights import LinearWeight
+from scaffold.modes.fused_moe.probe import single_thread
 from scaffold.stacks import stack_of
 
 TOLERANCE = 1e-6
