@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from scaffold.codegen.templates import TODO as TODO_MARK
+from scaffold.markers import TODO_MARK
 from scaffold.modes.contract import ModeSpec
 
 PARTS = ("__init__.py", "detect.py", "generate.py", "check.py", "README.md")

@@ -14,7 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-TOLERANCE = 1e-5  # max abs error of a replacement against the original module (float32)
+from scaffold.markers import EQUIVALENCE_TOLERANCE
+
 ENTRY_KEYS = ("replacements", "conversions")  # TEST_DATA keys of fused_moe and layer_types, compared in this order
 
 
@@ -92,7 +93,10 @@ def compared_paths(test_data: Mapping[str, Any]) -> list[str]:
 
 
 def check_equivalence(
-    tiny: Any, test_data: Mapping[str, Any], tolerance: float = TOLERANCE, keys: tuple[str, ...] = ENTRY_KEYS
+    tiny: Any,
+    test_data: Mapping[str, Any],
+    tolerance: float = EQUIVALENCE_TOLERANCE,
+    keys: tuple[str, ...] = ENTRY_KEYS,
 ) -> Equivalence:
     """Each replaced or converted module (entries under ``keys``) computes what the original did."""
     from scaffold.testkit import record_verdict
