@@ -100,7 +100,11 @@ def test_split_problem():
 def test_classify_int_mask_and_unknown():
     mask = torch.ones(1, 8, dtype=torch.long)
     assert classify({"hidden_states": torch.zeros(1, 8, 4), "token_mask": mask}, {}, ()).tag == "int_mask"
-    assert classify({"hidden_states": torch.zeros(1, 8, 4), "token_mask": mask.bool()}, {}, ()).tag == "unknown"
+    cached = {"token_mask": "Tensor[1, 8] bool"}
+    assert classify({"hidden_states": torch.zeros(1, 8, 4), "token_mask": mask.bool()}, cached, ()).tag == "unknown"
+    # an input the block gets that AutoRound did not cache at all (gemma4's KVSharingDict) is named
+    missing = classify({"hidden_states": torch.zeros(1, 8, 4), "shared_kv": {"k": 1}}, {}, ())
+    assert (missing.tag, missing.inputs) == ("not_cached", ["shared_kv"])
     # a declared shared key is not blamed
     assert classify({"pos": [torch.zeros(1)]}, {}, ("pos",)).tag == "unknown"
 

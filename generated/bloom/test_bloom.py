@@ -1,7 +1,7 @@
 """Tests of the AutoRound adaptation for `bloom` (BloomForCausalLM).
 
 They run on a tiny random instance of the model, on CPU. Written and verified for
-auto-round 0.16.1, transformers 5.24.0 and torch 2.13.0+cpu (autoround-scaffold 0.2.0).
+auto-round 0.16.1, transformers 5.24.0 and torch 2.13.0 (autoround-scaffold 0.2.0).
 
 Run from anywhere: ``python -m pytest path/to/test_bloom.py -q``. By default it imports the
 runtime plugin; ``SCAFFOLD_ADAPTATION=checkout`` tests a patched AutoRound checkout on

@@ -5,7 +5,7 @@ REPORT.md with the installed auto-round. ``autoround/`` and ``edits.json`` next 
 the same changes for an AutoRound checkout.
 
 Written and verified for auto-round 0.16.1, transformers 5.24.0
-and torch 2.13.0+cpu (autoround-scaffold 0.2.0).
+and torch 2.13.0 (autoround-scaffold 0.2.0).
 """
 
 from __future__ import annotations

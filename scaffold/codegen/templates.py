@@ -13,10 +13,11 @@ from typing import Any
 import jinja2
 
 from scaffold.import_block import format_imports
+from scaffold.markers import TODO_MARK
 from scaffold.resources import template_path
 from scaffold.versions import stack_versions
 
-TODO = "TODO(scaffold)"
+TODO = TODO_MARK  # the one marker (scaffold.markers), as the mode generators import it
 
 
 @functools.cache
