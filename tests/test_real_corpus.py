@@ -90,16 +90,14 @@ def check_stock_and_fix(name: str) -> None:
     """Stock AutoRound on the tiny instance as PROVENANCE says; where broken, the adaptation packs >= 95%."""
     from scaffold.inspection import inspect_with_context
     from scaffold.resolve import resolve_target
-    from scaffold.survey import rows
-    from scaffold.survey.worker import run_stock
+    from scaffold.stock import OK, run_stock
 
     info = _require(name)
     target = resolve_target(str(REAL / name), trust_remote_code=True)
     _, ctx = inspect_with_context(target, group_size=32, dynamic=True)
     with tempfile.TemporaryDirectory(prefix=f"real-{name}-") as tmp:
-        result = run_stock(ctx.tiny(), Path(tmp) / "stock")
-        stock, detail = (result.status, result.detail) if hasattr(result, "status") else result[:2]
-        assert (stock == rows.OK) == (info["stock"] == "ok"), f"stock {stock}: {detail}"
+        result = run_stock(ctx.tiny(), Path(tmp) / "stock", checkpoint_config=target.config)
+        assert (result.status == OK) == (info["stock"] == "ok"), f"stock {result.status}: {result.detail()}"
         if info["stock"] == "ok":
             return
         from scaffold.generate import new_arch
@@ -111,7 +109,18 @@ def check_stock_and_fix(name: str) -> None:
         assert unfinished_todos(out) == []
         verdict = run_generated_test(out, timeout=900, allow_remote_code_from=[str(REAL / name)])
         assert verdict.passed, verdict.output_tail[-3000:]
-        assert verdict.data.get("block_share", 0.0) >= MIN_SHARE, verdict.data
+        assert verdict.data.get("counted_share", 0.0) >= MIN_SHARE, verdict.data
+
+
+def fix_params(names: list[str]) -> list:
+    """``names``, those whose PROVENANCE records the tool failing (``"tool": "fails ..."``) as strict xfails: the
+    failure is known and written down, and the test turns red the day the tool fixes it, so the record is updated."""
+    params = []
+    for name in names:
+        tool = str(provenance(name).get("tool", ""))
+        known = tool.startswith("fails")
+        params.append(pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=tool[:200])) if known else name)
+    return params
 
 
 MAIN = [n for n in NAMES if "5" in provenance(n)["transformers"]]
@@ -128,7 +137,7 @@ def test_inspect_verdict(name):
 
 @needs_tf5
 @pytest.mark.slow
-@pytest.mark.parametrize("name", MAIN)
+@pytest.mark.parametrize("name", fix_params(MAIN))
 def test_stock_outcome_and_fix(name):
     check_stock_and_fix(name)
 
@@ -143,6 +152,6 @@ def test_inspect_verdict_tf4(name):
 @pytest.mark.tf4
 @pytest.mark.slow
 @needs_tf4
-@pytest.mark.parametrize("name", TF4)
+@pytest.mark.parametrize("name", fix_params(TF4))
 def test_stock_outcome_and_fix_tf4(name):
     check_stock_and_fix(name)
