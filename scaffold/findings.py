@@ -101,6 +101,8 @@ class InspectReport:
     # why dynamic probes could not run (the tiny instance failed to build): the verdict is then inconclusive
     inconclusive: str | None = None
     precision: str = STRUCTURAL_PRECISION  # what the replay and equivalence probes computed in, on every machine
+    # stock AutoRound on the tiny instance, float32 (scaffold.stock.StockRun without the host's amp dtype); None: no run
+    stock: dict[str, Any] | None = None
     schema_version: str = SCHEMA_VERSION
 
     @property

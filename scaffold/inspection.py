@@ -69,5 +69,20 @@ def inspect_with_context(
         tiny=tiny_info,
         notes=ctx.notes,
         inconclusive=f"the tiny instance could not be built: {ctx._tiny_error}" if ctx._tiny_error else None,
+        stock=_stock_outcome(ctx),
     )
     return report, ctx
+
+
+def _stock_outcome(ctx: InspectContext) -> dict | None:
+    """What stock AutoRound did with the tiny instance (float32, memoized with the stock_run probe), for the report."""
+    from scaffold.stock import stock_on_tiny
+
+    if ctx._tiny is None:
+        return None
+    stock = stock_on_tiny(ctx)
+    if stock is None:
+        return None
+    data = stock.to_json()
+    data.pop("amp_dtype", None)  # float32 by construction; the host's precision is reported apart
+    return data

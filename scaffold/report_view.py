@@ -101,6 +101,16 @@ def _findings_table(findings: list[Finding]) -> Table:
     return table
 
 
+def _stock_line(stock: dict) -> str:
+    if stock.get("exception"):
+        where = f" (raised at {stock['raised_at']})" if stock.get("raised_at") else ""
+        return f"[red]crash[/red]: {stock['exception']}{where}"
+    share = stock.get("share")
+    text = f"{stock.get('status')}, {share:.1%} of the block weights packed" if share is not None else stock["status"]
+    unpacked = stock.get("unpacked") or []
+    return text + (f"; unpacked: {', '.join(unpacked[:4])}" + (" ..." if len(unpacked) > 4 else "") if unpacked else "")
+
+
 def print_report(report: InspectReport, console: Console) -> None:
     """Print ``report`` for a human: header, coverage, findings, notes, and the verdict."""
     console.print(_header(report))
@@ -112,6 +122,8 @@ def print_report(report: InspectReport, console: Console) -> None:
     for note in report.notes:
         console.print(f"[dim]note:[/dim] {note}")
     problems = report.problems
+    if report.stock:
+        console.print(f"stock AutoRound on the tiny instance (float32): {_stock_line(report.stock)}")
     console.print(f"[dim]probes computed in {report.precision}, whatever AutoRound tunes in on this machine[/dim]")
     if problems:
         console.print(f"[bold red]{len(problems)} problem(s)[/bold red]: run `scaffold new-arch` to generate fixes")

@@ -90,3 +90,19 @@ def test_inspect_is_inconclusive_without_a_tiny_instance(monkeypatch):
     assert result.exit_code == 3, text
     assert "inconclusive" in text and "shrinking failed for a test" in text
     assert "nothing to fix" not in text
+
+
+@pytest.mark.parametrize(("model_type", "status"), [("llama", "ok"), ("bloom", "crash")])
+def test_inspect_reports_what_stock_autoround_did(model_type, status):
+    """The report carries stock AutoRound's own outcome on the tiny instance (float32), crash frame included."""
+    import json
+
+    from scaffold.cli import app
+
+    result = CliRunner().invoke(app, ["inspect", f"transformers:{model_type}", "--json"])
+    stock = json.loads(result.stdout)["stock"]
+    assert stock["status"] == status
+    if status == "crash":
+        assert stock["exception"].startswith("RuntimeError") and "modeling_bloom.py" in stock["raised_at"]
+    else:
+        assert stock["share"] == 1.0 and stock["exception"] is None
