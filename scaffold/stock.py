@@ -205,9 +205,8 @@ def counted_coverage(model: Any, packed: Any, blocks: list[list[str]]) -> Counte
     """
     from scaffold.quantize import block_coverage, parameter_shapes
 
-    _, ignored = text_block_names(model)
     skipped = not_counted(model)
-    exclude = [*ignored, *(rf"^{re.escape(name)}$" for name in skipped)]
+    exclude = [rf"^{re.escape(name)}$" for name in [*ignored_layer_names(model), *skipped]]
     coverage = block_coverage(parameter_shapes(model), packed, blocks, exclude=exclude)
     in_blocks = [name for name in skipped if any(name.startswith(f"{b}.") for group in blocks for b in group)]
     return CountedCoverage(

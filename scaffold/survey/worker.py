@@ -163,8 +163,12 @@ def survey_one(
         return row
     _write(row, row_path, "stock")
     with tempfile.TemporaryDirectory(prefix=f"survey-{model_type}-") as tmp:
-        # AutoRound's own precision on this host; the target's whole config where AutoRound reads the checkpoint's
-        stock = run_stock(tiny, Path(tmp) / "stock", checkpoint_config=target.config)
+        # AutoRound's own precision on this host; the target's whole config where AutoRound reads the checkpoint's.
+        # Without bf16 that is the float32 run inspect already made (ctx.probe_results): not run twice.
+        from scaffold.precision import host_precision
+
+        stock = None if host_precision().bf16 else ctx.probe_results.get("stock_run")
+        stock = stock or run_stock(tiny, Path(tmp) / "stock", checkpoint_config=target.config)
         row.stock, row.stock_detail, row.stock_share = stock.status, stock.detail(), stock.share
         row.host = host_info(stock.amp_dtype)
         if fix and row.stock != R.OK:
