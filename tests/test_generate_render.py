@@ -68,10 +68,11 @@ def findings() -> list[Finding]:
     ]
 
 
-def report_of(found: list[Finding]) -> InspectReport:
+def report_of(found: list[Finding], model_type: str = MODEL_TYPE) -> InspectReport:
+    """A report of ``found`` on a toy model, as inspect would hand it to generation (also used by other tests)."""
     return InspectReport(
         target="toy",
-        model_type=MODEL_TYPE,
+        model_type=model_type,
         model_class="ToyScaffoldForCausalLM",
         config_class="ToyConfig",
         parameters=10,

@@ -2,35 +2,19 @@
 
 from __future__ import annotations
 
+from test_generate_render import report_of
 from typer.testing import CliRunner
 
 from scaffold.cli import app
-from scaffold.findings import Finding, InspectReport, Mode, Severity
+from scaffold.findings import Finding, Mode, Severity
 from scaffold.generate import build_plan, render_adaptation
 from scaffold.resolve import ResolvedTarget
-
-
-def report_of(findings: list[Finding]) -> InspectReport:
-    return InspectReport(
-        target="toy",
-        model_type="toy_todo",
-        model_class="ToyTodoForCausalLM",
-        config_class="ToyConfig",
-        parameters=10,
-        modules=3,
-        autoround_blocks=[],
-        block_stacks=[],
-        coverage=[],
-        findings=findings,
-        versions={},
-        dynamic=False,
-    )
 
 
 def test_a_todo_no_comment_marks_is_in_the_checklist(tmp_path):
     """A finding whose generator could not write code (the probe named no key) is a to-do in the checklist."""
     finding = Finding(Mode.SHARED_CACHE_KEYS, Severity.FAILS, "Something is shared.", "declare it", evidence={})
-    report = report_of([finding])
+    report = report_of([finding], model_type="toy_todo")
     plan, items = build_plan(report)
     (todo,) = [t for item in plan.items for t in item.todos]
     target = ResolvedTarget(spec="toy", kind="transformers", config=None, model_type="toy_todo")
