@@ -14,11 +14,11 @@ import time
 import torch
 
 from scaffold.autoround_api import quiet_autoround
-from scaffold.inspection import load_context
+from scaffold.inspection.stage import load_context
 from scaffold.modes.block_replay import detect as block_replay
 from scaffold.modes.forward_coverage import detect as forward_coverage
 from scaffold.modes.shared_cache_keys import detect as shared_cache_keys
-from scaffold.resolve import resolve_target
+from scaffold.resolve.target import resolve_target
 
 DETECTORS = (forward_coverage, shared_cache_keys, block_replay)
 

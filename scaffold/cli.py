@@ -56,7 +56,7 @@ def user_errors(func):
 
 
 def _resolve(target: str, trust_remote_code: bool, revision: str | None, allow_from: list[str] | None = None):
-    from scaffold.resolve import resolve_target
+    from scaffold.resolve.target import resolve_target
 
     return resolve_target(
         target, trust_remote_code=trust_remote_code, revision=revision, allow_remote_code_from=allow_from or ()
@@ -77,12 +77,12 @@ def inspect(
 ) -> None:
     """Diagnose why AutoRound would fail on TARGET (exit 0: nothing to fix, 1: findings, 3: inconclusive)."""
     resolved = _resolve(target, trust_remote_code, revision, allow_from)
-    from scaffold.inspection import inspect_target
-    from scaffold.report_view import print_report
+    from scaffold.inspection.report_view import print_report
+    from scaffold.inspection.stage import inspect_target
 
     report = inspect_target(resolved, group_size=group_size, dynamic=not static)
     if as_json:
-        from scaffold.precision import host_precision
+        from scaffold.measure.precision import host_precision
 
         print(json.dumps({**report.to_json(), "host": host_precision().to_json()}, indent=2))
     else:
@@ -145,7 +145,7 @@ def verify(
     """Run the generated test for TARGET and print a short verdict (exit 0 when it passes)."""
     from rich.table import Table
 
-    from scaffold.verify import run_generated_test
+    from scaffold.measure.verify import run_generated_test
 
     resolved = _resolve(target, trust_remote_code, revision, allow_from)
     folder = generated or Path("generated") / resolved.slug
@@ -214,7 +214,7 @@ def new_arch(
     """Generate the AutoRound adaptation of TARGET: plugin, checkout edits, REPORT.md and a test."""
     from rich.table import Table
 
-    from scaffold.generate import new_arch as run_new_arch
+    from scaffold.plan.generate import new_arch as run_new_arch
 
     resolved = _resolve(target, trust_remote_code, revision, allow_from)
     result = run_new_arch(
@@ -273,7 +273,7 @@ def update(
 
     Exit 0: updated; 1: conflicts or TODO(scaffold) items remain; 2: bad input.
     """
-    from scaffold.update import read_answers, require_clean_git, target_spec, update_adaptation
+    from scaffold.render.update import read_answers, require_clean_git, target_spec, update_adaptation
 
     if conflict not in ("inline", "rej"):
         raise ScaffoldError(f"--conflict must be inline or rej, not {conflict!r}", "update")
@@ -300,7 +300,7 @@ def update(
 
 def _print_todos(todos) -> None:
     """The REPORT.md checklist on the terminal, then how many are left."""
-    from scaffold.render import todo_line
+    from scaffold.render.folder import todo_line
 
     for todo in todos:
         console.print(f"[yellow]TODO(scaffold)[/yellow] {todo_line(todo)}", highlight=False, soft_wrap=True)

@@ -50,7 +50,7 @@ def target_spec(folder: Path, target: str, relative_path: str) -> str:
 
 def build_tiny_target(spec: str, trust_remote_code: bool, seed: int = 0) -> Any:
     """The same tiny random instance ``scaffold new-arch`` predicted on (2 blocks per stack)."""
-    from scaffold.resolve import resolve_target
+    from scaffold.resolve.target import resolve_target
     from scaffold.tiny import build_tiny
 
     torch.manual_seed(seed)
@@ -140,9 +140,9 @@ def _quantize_and_count(
     auto_class: str = "AutoModelForCausalLM",
     **kwargs: Any,
 ) -> QuantCheck:
-    from scaffold.predict import stack_block_names
-    from scaffold.quantize import block_coverage, count_packed, reload_and_forward, run_autoround
-    from scaffold.stock import counted_coverage
+    from scaffold.measure.quantize import block_coverage, count_packed, reload_and_forward, run_autoround
+    from scaffold.measure.stock import counted_coverage
+    from scaffold.plan.predict import stack_block_names
     from scaffold.tiny.tokenizer import calibration_texts
 
     torch.manual_seed(0)
@@ -212,8 +212,8 @@ def quantize_real(
     import pytest
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from scaffold.predict import expected_packing
-    from scaffold.resolve import resolve_target
+    from scaffold.plan.predict import expected_packing
+    from scaffold.resolve.target import resolve_target
 
     target = resolve_target(spec, trust_remote_code=trust_remote_code)
     if target.model_dir is None or not any(Path(target.model_dir).glob("*.safetensors")):

@@ -15,13 +15,13 @@ import pytest  # noqa: E402
 
 def pytest_configure(config: pytest.Config) -> None:
     """``$SCAFFOLD_AUTOROUND_BF16=on|off``: every AutoRound in the session runs as a bf16 (or non-bf16) CPU would."""
-    from scaffold.precision import apply_bf16_override
+    from scaffold.measure.precision import apply_bf16_override
 
     apply_bf16_override()
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    from scaffold.precision import host_precision
+    from scaffold.measure.precision import host_precision
 
     return f"AutoRound precision: {host_precision().line()}"
 
@@ -30,7 +30,7 @@ def pytest_report_header(config: pytest.Config) -> str:
 def autoround_bf16(request: pytest.FixtureRequest):
     """Run a module's tests twice: AutoRound's CPU bf16 check answering off, then on (amp in bf16 autocast, as on
     CUDA and most x86 servers). Subprocesses (generated tests) inherit ``$SCAFFOLD_AUTOROUND_BF16``."""
-    from scaffold.precision import simulated_bf16
+    from scaffold.measure.precision import simulated_bf16
 
     with simulated_bf16(request.param == "on"):
         yield request.param

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from scaffold.findings import Severity
-from scaffold.generate import new_arch
-from scaffold.inspection import inspect_target
-from scaffold.resolve import resolve_target
-from scaffold.verify import run_generated_test
+from scaffold.inspection.findings import Severity
+from scaffold.inspection.stage import inspect_target
+from scaffold.measure.verify import run_generated_test
+from scaffold.plan.generate import new_arch
+from scaffold.resolve.target import resolve_target
 
 # AutoRound bf16 support simulated off, then on: the verdicts must not depend on the machine.
 pytestmark = pytest.mark.usefixtures("autoround_bf16")

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from scaffold.autoround_api import get_block_names
-from scaffold.findings import Mode
-from scaffold.quantize import block_coverage, count_packed, reload_and_forward, run_autoround
+from scaffold.inspection.findings import Mode
+from scaffold.measure.quantize import block_coverage, count_packed, reload_and_forward, run_autoround
 
 ARCHS = Path(__file__).parent / "archs"
 NAMES = sorted(p.name for p in ARCHS.iterdir() if (p / "expected.json").exists())

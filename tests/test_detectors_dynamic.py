@@ -6,15 +6,15 @@ import pytest
 import torch
 from inspect_archs.dynamic_archs import ARCHS, DETECTOR_OF, make_context
 
-from scaffold.autoround_replay import declared_shared_keys
-from scaffold.context import InspectContext
-from scaffold.findings import Finding, Mode, Severity
+from scaffold.inspection.autoround_replay import declared_shared_keys
+from scaffold.inspection.context import InspectContext
+from scaffold.inspection.findings import Finding, Mode, Severity
+from scaffold.inspection.probes import calibration_samples, find_stacks, same_value
 from scaffold.modes.block_replay import detect as block_replay
 from scaffold.modes.block_replay.detect import classify
 from scaffold.modes.forward_coverage import detect as forward_coverage
 from scaffold.modes.shared_cache_keys import detect as shared_cache_keys
 from scaffold.modes.shared_cache_keys.detect import split_problem
-from scaffold.probes import calibration_samples, find_stacks, same_value
 
 # AutoRound bf16 support simulated off, then on: the verdicts must not depend on the machine.
 pytestmark = pytest.mark.usefixtures("autoround_bf16")
@@ -136,8 +136,8 @@ def test_find_stacks_on_hand_written_arch():
 
 
 def _transformers_context(model_type: str) -> InspectContext:
-    from scaffold.inspection import load_context
-    from scaffold.resolve import resolve_target
+    from scaffold.inspection.stage import load_context
+    from scaffold.resolve.target import resolve_target
 
     ctx = load_context(resolve_target(f"transformers:{model_type}"))
     ctx.tiny()

@@ -9,14 +9,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scaffold.context import InspectContext
-from scaffold.coverage import compute_coverage, scan_model
-from scaffold.findings import Mode, Severity
+from scaffold.inspection.context import InspectContext
+from scaffold.inspection.coverage import compute_coverage, scan_model
+from scaffold.inspection.findings import Mode, Severity
+from scaffold.inspection.stacks import block_stacks
 from scaffold.modes.fused_moe.probe import call_convention, capture_call, probe_layout
 from scaffold.modes.ignore_layers.detect import layer_patterns
 from scaffold.modes.layer_types.detect import probe_linear
-from scaffold.predict import predict_after_fix
-from scaffold.stacks import block_stacks
+from scaffold.plan.predict import predict_after_fix
 from scaffold.versions import transformers_major
 from tests.inspect_archs.static_archs import (
     ARCHS,
@@ -214,8 +214,8 @@ def test_ignore_layers_router_already_ignored_is_ok():
 
 
 def test_mtp_layers_beyond_num_hidden_layers_and_by_name():
+    from scaffold.inspection.stacks import BlockStack
     from scaffold.modes.ignore_layers.detect import _mtp_paths
-    from scaffold.stacks import BlockStack
 
     stack = BlockStack("model.layers", "Block", 3, "ModuleList", 0, [f"model.layers.{i}" for i in range(3)])
     names = ["model.layers.0.mlp.up", "model.mtp_head.proj", "model.mtp_head.norm_proj"]
@@ -281,8 +281,8 @@ def test_predict_counts_custom_linear_classes():
 def _real_context(model_type: str, tiny_config_kwargs: dict) -> InspectContext:
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from scaffold.inspection import load_context
-    from scaffold.resolve import resolve_target
+    from scaffold.inspection.stage import load_context
+    from scaffold.resolve.target import resolve_target
     from scaffold.tiny.model import TinyModel
 
     ctx = load_context(resolve_target(f"transformers:{model_type}"))
@@ -322,7 +322,7 @@ def test_transformers_qwen3_moe_experts_are_covered():
 @pytest.mark.slow
 def test_prediction_equals_what_autoround_packs(make_tokenizer, calib_texts, tmp_path):
     """Ground truth for the shape rule: int W4A16 pads a partial group (in 96, group 128) and skips 80-wide layers."""
-    from scaffold.quantize import count_packed, run_autoround
+    from scaffold.measure.quantize import count_packed, run_autoround
 
     config_cls, model_cls = ARCHS["sa_dense"]
     model = tiny_of(config_cls(intermediate_size=96, vocab_size=512), model_cls).model
@@ -336,8 +336,8 @@ def test_prediction_equals_what_autoround_packs(make_tokenizer, calib_texts, tmp
 @pytest.mark.tf4
 @pytest.mark.skipif(transformers_major() >= 5, reason="transformers 4.x behaviour")
 def test_transformers_4_has_no_experts_interface():
-    from scaffold.inspection import load_context
-    from scaffold.resolve import resolve_target
+    from scaffold.inspection.stage import load_context
+    from scaffold.resolve.target import resolve_target
 
     ctx = load_context(resolve_target("transformers:llama4_text"), dynamic=False)
     (moe,) = importlib.import_module("scaffold.modes.fused_moe.detect").detect(ctx)
@@ -365,7 +365,7 @@ class _FusedExperts(nn.Module):
 
 
 def test_a_router_named_so_is_a_router_even_when_it_scores_extra_experts():
-    from scaffold.linear_weights import router_weights
+    from scaffold.inspection.linear_weights import router_weights
 
     moe = nn.Module()
     moe.experts, moe.router, moe.other = _FusedExperts(), _ScoresPlusZeroExperts(), _ScoresPlusZeroExperts()

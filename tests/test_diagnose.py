@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from scaffold.diagnose import diagnose_load_error
 from scaffold.errors import ScaffoldError
-from scaffold.import_needs import package_uses
-from scaffold.removed_apis import find_removed
+from scaffold.resolve.diagnose import diagnose_load_error
+from scaffold.resolve.import_needs import package_uses
+from scaffold.resolve.removed_apis import find_removed
 from scaffold.versions import transformers_major
 
 pytestmark = pytest.mark.tf4
@@ -88,8 +88,8 @@ def remote_folder(
 
 def load_error(folder: Path, *, forward: bool = False) -> ScaffoldError:
     """Resolve, build on meta and (optionally) forward ``folder`` the way ``scaffold inspect`` does."""
-    from scaffold.build import build_meta, instantiate
-    from scaffold.resolve import resolve_target
+    from scaffold.build.meta import build_meta, instantiate
+    from scaffold.resolve.target import resolve_target
 
     with pytest.raises(ScaffoldError) as info:
         target = resolve_target(str(folder), trust_remote_code=True)
@@ -285,7 +285,7 @@ def test_cli_new_arch_stops_with_one_line(tmp_path):
 
 
 def test_tiny_builder_reports_forward_failures_with_the_diagnosis(tmp_path):
-    from scaffold.resolve import resolve_target
+    from scaffold.resolve.target import resolve_target
     from scaffold.tiny import ShrinkError, build_tiny
 
     forward = "past_length = __import__('transformers').DynamicCache().get_usable_length(input_ids.shape[1], 0)"

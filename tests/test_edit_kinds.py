@@ -1,4 +1,4 @@
-"""Edit kinds (scaffold/edits.py): one before/after codemod case per kind, its report and plugin lines, the registry.
+"""Edit kinds (scaffold/plan/edits.py): a before/after codemod case per kind, its report and plugin lines, the registry.
 
 The codemod cases follow libcst's ``assertCodemod``: the exact source after the edit, and the edit found
 (nothing changed) when run again.
@@ -10,14 +10,14 @@ from dataclasses import dataclass
 
 import pytest
 
-from scaffold import edits
-from scaffold.edits import PARTS, EditKind, edit_from_json
 from scaffold.errors import ScaffoldError
 from scaffold.patch.locate import Where
 from scaffold.patch.outcome import APPLIED, PRESENT
 from scaffold.patch.serialize import plan_from_json, plan_to_json
 from scaffold.patch.source_edit import edit_source
-from scaffold.plan import DictEntry, HandlerBranch, IgnoreRule, Plan, SequenceItem, TopLevelFunction
+from scaffold.plan import edits
+from scaffold.plan.edits import PARTS, EditKind, edit_from_json
+from scaffold.plan.model import DictEntry, HandlerBranch, IgnoreRule, Plan, SequenceItem, TopLevelFunction
 
 HANDLER = "auto_round/special_model_handler.py"
 UTILS_MODEL = "auto_round/utils/model.py"

@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scaffold.findings import Finding, Mode, Severity
+from scaffold.inspection.findings import Finding, Mode, Severity
 from scaffold.modes.fused_moe.probe import call_convention, capture_call, probe_layout
-from scaffold.plan import Plan
+from scaffold.plan.model import Plan
 from tests.test_generators_complex import import_source, ruff_clean
 
 TOL = 1e-5

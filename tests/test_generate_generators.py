@@ -8,14 +8,14 @@ import sys
 import pytest
 
 from scaffold.codegen import py_literal
-from scaffold.findings import Finding, Mode, Severity
-from scaffold.import_block import format_imports
+from scaffold.inspection.findings import Finding, Mode, Severity
 from scaffold.modes.block_detection import generate as block_detection
 from scaffold.modes.ignore_layers import generate as ignore_layers
 from scaffold.modes.ignore_layers.generate import router_suffix
 from scaffold.modes.mllm_misdetection import generate as mllm_misdetection
 from scaffold.modes.shared_cache_keys import generate as shared_cache_keys
-from scaffold.plan import SPECIAL_MODEL_HANDLER, DictEntry, IgnoreRule, Plan, SequenceItem, TopLevelFunction
+from scaffold.plan.model import SPECIAL_MODEL_HANDLER, DictEntry, IgnoreRule, Plan, SequenceItem, TopLevelFunction
+from scaffold.render.import_block import format_imports
 
 
 def finding(mode: Mode, **evidence) -> Finding:

@@ -12,8 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from scaffold.cli import app
-from scaffold.generate import new_arch
-from scaffold.resolve import resolve_target
+from scaffold.plan.generate import new_arch
+from scaffold.resolve.target import resolve_target
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from scaffold.errors import ScaffoldError
-from scaffold.findings import Finding, InspectReport, Mode, Severity
-from scaffold.generate import build_plan, render_adaptation
-from scaffold.plan import (
+from scaffold.inspection.findings import Finding, InspectReport, Mode, Severity
+from scaffold.plan.generate import build_plan, render_adaptation
+from scaffold.plan.model import (
     REPLACE_MODULES,
     SPECIAL_MODEL_HANDLER,
     UTILS_COMMON,
@@ -23,7 +23,7 @@ from scaffold.plan import (
     HandlerBranch,
     SequenceItem,
 )
-from scaffold.resolve import ResolvedTarget
+from scaffold.resolve.target import ResolvedTarget
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL_TYPE = "toy_scaffold"
@@ -276,7 +276,7 @@ def test_nothing_to_fix_says_so(tmp_path):
 
 
 def test_local_target_is_recorded_relative_inside_the_repo(tmp_path):
-    from scaffold.generate import target_path_from
+    from scaffold.plan.generate import target_path_from
 
     arch = REPO / "tests" / "archs" / "fused_experts"
     target = ResolvedTarget(spec="tests/archs/fused_experts", kind="local", config=None, model_type="m", model_dir=arch)

@@ -16,8 +16,8 @@ import pytest
 import torch
 from torch import nn
 
-from scaffold.findings import Finding, Mode, Severity
-from scaffold.plan import HandlerBranch, Plan, TopLevelFunction
+from scaffold.inspection.findings import Finding, Mode, Severity
+from scaffold.plan.model import HandlerBranch, Plan, TopLevelFunction
 
 TOL = 1e-5
 
@@ -491,7 +491,7 @@ def test_block_replay_other_causes(cause, inputs, rewrite, tmp_path):
 def quantize_and_count(model: nn.Module, out_dir: Path, fresh_model: nn.Module):
     """AutoRound W4A16 (iters=2, nsamples=2, group 32) on ``model``; the packed count and block share of the export."""
     from scaffold.autoround_api import get_block_names
-    from scaffold.quantize import block_share, count_packed, run_autoround
+    from scaffold.measure.quantize import block_share, count_packed, run_autoround
     from scaffold.tiny.tokenizer import calibration_texts, make_tokenizer
 
     blocks = get_block_names(fresh_model)
@@ -737,9 +737,9 @@ MINE = {Mode.FUSED_MOE, Mode.LAYER_TYPES, Mode.BLOCK_REPLAY, Mode.FORWARD_COVERA
 
 def detected_plan(target: str, modes: set[Mode]):
     """Run the detectors of ``modes`` on ``target`` and feed their findings to the generators."""
-    from scaffold.inspection import load_context
+    from scaffold.inspection.stage import load_context
     from scaffold.modes import by_mode
-    from scaffold.resolve import resolve_target
+    from scaffold.resolve.target import resolve_target
 
     ctx = load_context(resolve_target(target, trust_remote_code=not target.startswith("transformers:")))
     plan = Plan(model_type=ctx.target.model_type, model_class=ctx.model_class)

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from scaffold.generate import new_arch
-from scaffold.resolve import resolve_target
-from scaffold.verify import run_generated_test
+from scaffold.measure.verify import run_generated_test
+from scaffold.plan.generate import new_arch
+from scaffold.resolve.target import resolve_target
 
 REPO = Path(__file__).resolve().parent.parent
 UPDATE_ENV = "SCAFFOLD_UPDATE_GOLDEN"

@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from scaffold.findings import InspectReport, Mode, Severity
+from scaffold.inspection.findings import InspectReport, Mode, Severity
 from tests.inspect_archs.static_archs import ARCHS, register_all
 
 
@@ -22,11 +22,11 @@ def cli():
 @pytest.fixture
 def test_archs(monkeypatch):
     """Make the ``sa_*`` archs resolvable as ``transformers:<type>`` in this process."""
-    import scaffold.resolve
+    import scaffold.resolve.target
 
     register_all()
-    known = scaffold.resolve.known_model_types()
-    monkeypatch.setattr(scaffold.resolve, "known_model_types", lambda: sorted([*known, *ARCHS]))
+    known = scaffold.resolve.target.known_model_types()
+    monkeypatch.setattr(scaffold.resolve.target, "known_model_types", lambda: sorted([*known, *ARCHS]))
 
 
 def _report(output: str) -> InspectReport:

@@ -85,8 +85,8 @@ def item_model(folder: Path, *, broken: bool = False) -> Path:
 
 
 def test_meta_only_failure_falls_back_to_a_shrunk_cpu_build(tmp_path):
-    from scaffold.inspection import load_context
-    from scaffold.resolve import resolve_target
+    from scaffold.inspection.stage import load_context
+    from scaffold.resolve.target import resolve_target
 
     ctx = load_context(resolve_target(str(item_model(tmp_path / "item")), trust_remote_code=True))
     assert next(ctx.meta_model.parameters()).device.type == "cpu"

@@ -12,10 +12,10 @@ import pytest
 from transformers import PretrainedConfig
 
 from scaffold.codegen import model_key
-from scaffold.findings import Finding, Mode, Severity
+from scaffold.inspection.findings import Finding, Mode, Severity
 from scaffold.modes.block_detection import generate as block_detection
 from scaffold.modes.ignore_layers import generate as ignore_layers
-from scaffold.plan import DictEntry, Plan
+from scaffold.plan.model import DictEntry, Plan
 
 
 class NamelessConfig(PretrainedConfig):

@@ -6,9 +6,9 @@ from test_generate_render import report_of
 from typer.testing import CliRunner
 
 from scaffold.cli import app
-from scaffold.findings import Finding, Mode, Severity
-from scaffold.generate import build_plan, render_adaptation
-from scaffold.resolve import ResolvedTarget
+from scaffold.inspection.findings import Finding, Mode, Severity
+from scaffold.plan.generate import build_plan, render_adaptation
+from scaffold.resolve.target import ResolvedTarget
 
 
 def test_a_todo_no_comment_marks_is_in_the_checklist(tmp_path):

@@ -27,7 +27,7 @@ from scaffold.patch import (
     save_plan,
     write_patch,
 )
-from scaffold.plan import (
+from scaffold.plan.model import (
     REPLACE_MODULES,
     SPECIAL_MODEL_HANDLER,
     UTILS_COMMON,

@@ -13,7 +13,7 @@ from scaffold.errors import ScaffoldError
 from scaffold.patch.locate import Where
 from scaffold.patch.outcome import APPLIED, CONFLICT, PRESENT, REPLACED
 from scaffold.patch.source_edit import edit_source
-from scaffold.plan import DictEntry, HandlerBranch, IgnoreRule, SequenceItem, TopLevelFunction
+from scaffold.plan.model import DictEntry, HandlerBranch, IgnoreRule, SequenceItem, TopLevelFunction
 
 WHERE = Where("pkg/registry.py", "9.9.9")
 PREFIX = "import os\n\n"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from scaffold.errors import ScaffoldError
-from scaffold.generate import new_arch
-from scaffold.resolve import resolve_target
+from scaffold.plan.generate import new_arch
+from scaffold.resolve.target import resolve_target
 from tests.conftest_patch import AUTOROUND_VERSION, commit_all, git
 
 ARCH = Path(__file__).parent / "archs" / "shared_tensor"  # one SPECIAL_SHARED_CACHE_KEYS edit
@@ -47,12 +47,12 @@ def test_dirty_checkout_is_refused_before_the_output_is_written(autoround_checko
 def test_unsupported_checkout_is_refused_before_inspecting(autoround_checkout: Path, tmp_path: Path, monkeypatch):
     (autoround_checkout / "auto_round" / "version.py").write_text('__version__ = "0.9.0"\n')
     commit_all(autoround_checkout, "old version")
-    import scaffold.inspection
+    import scaffold.inspection.stage
 
     def never(*args, **kwargs):
         raise AssertionError("inspected a target whose patch is refused")
 
-    monkeypatch.setattr(scaffold.inspection, "inspect_with_context", never)
+    monkeypatch.setattr(scaffold.inspection.stage, "inspect_with_context", never)
     out = tmp_path / "out"
     with pytest.raises(ScaffoldError, match="is auto-round 0.9.0, outside the range"):
         new_arch(_target(), out, autoround=autoround_checkout)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from scaffold.autoround_replay import replay_outcomes
-from scaffold.precision import BF16_ENV, STRUCTURAL_PRECISION, host_precision, simulated_bf16
-from scaffold.resolve import resolve_target
+from scaffold.inspection.autoround_replay import replay_outcomes
+from scaffold.measure.precision import BF16_ENV, STRUCTURAL_PRECISION, host_precision, simulated_bf16
+from scaffold.resolve.target import resolve_target
 from scaffold.tiny import build_tiny
 
 
@@ -26,7 +26,7 @@ def test_simulated_bf16_is_what_autoround_sees(on):
 
 def test_autoround_tunes_in_bf16_when_the_cpu_supports_it(tmp_path):
     """The premise: with bf16 support AutoRound turns amp on (the replay must not depend on it)."""
-    from scaffold.quantize import run_autoround
+    from scaffold.measure.quantize import run_autoround
     from scaffold.testkit import tokenizer_for
     from scaffold.tiny.tokenizer import calibration_texts
 

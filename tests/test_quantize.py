@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from scaffold.quantize import block_coverage, block_share, count_packed, reload_and_forward, run_autoround
+from scaffold.measure.quantize import block_coverage, block_share, count_packed, reload_and_forward, run_autoround
 from scaffold.tiny.tokenizer import calibration_texts, make_tokenizer
 
 
@@ -98,7 +98,7 @@ def test_count_packed_reads_bits_and_plain_weights(tmp_path):
 
 
 def test_block_coverage_counts_unfused_experts_for_fused_owner():
-    from scaffold.quantize import PackedCount
+    from scaffold.measure.quantize import PackedCount
 
     class Experts(torch.nn.Module):
         def __init__(self):
@@ -129,7 +129,7 @@ def test_block_coverage_maps_legacy_export_names_back(monkeypatch):
     from transformers import conversion_mapping
     from transformers.core_model_loading import WeightRenaming
 
-    from scaffold.quantize import PackedCount
+    from scaffold.measure.quantize import PackedCount
 
     model = torch.nn.Module()
     model.layers = torch.nn.ModuleList([torch.nn.Module()])
@@ -163,7 +163,7 @@ def test_run_autoround_captures_sys_exit(monkeypatch, tmp_path):
 
 
 def _stock_export(model: torch.nn.Module, tokenizer, out_dir):
-    from scaffold.stock import STOCK_GROUP_SIZE, STOCK_SETTINGS, text_block_names
+    from scaffold.measure.stock import STOCK_GROUP_SIZE, STOCK_SETTINGS, text_block_names
     from scaffold.tiny.tokenizer import calibration_texts
 
     blocks, ignored = text_block_names(model)
@@ -178,7 +178,7 @@ def _stock_export(model: torch.nn.Module, tokenizer, out_dir):
 @pytest.mark.parametrize("model_type", ["mixtral", "exaone"])
 def test_exports_saved_under_checkpoint_keys_count_in_full(model_type, tmp_path):
     """transformers 5 saves these under their checkpoint's legacy keys; every packed tensor maps back."""
-    from scaffold.resolve import resolve_target
+    from scaffold.resolve.target import resolve_target
     from scaffold.testkit import tokenizer_for
     from scaffold.tiny.builder import build_tiny
 
@@ -208,7 +208,7 @@ def test_remote_code_export_counts_in_full(arch_loader, make_tokenizer, tmp_path
 
 @pytest.mark.tf4
 def test_transformers4_rules_map_checkpoint_keys_in_the_load_direction():
-    from scaffold.checkpoint_keys import _transformers4_mapper
+    from scaffold.measure.checkpoint_keys import _transformers4_mapper
 
     class Legacy(torch.nn.Module):
         _checkpoint_conversion_mapping = {r"^model\.(?!language_model)": "model.language_model."}
@@ -226,8 +226,8 @@ def test_transformers4_rules_map_checkpoint_keys_in_the_load_direction():
 
 @pytest.mark.tf4
 def test_packed_tensors_no_rule_maps_are_reported():
-    from scaffold.checkpoint_keys import KeyMapper
-    from scaffold.quantize import PackedCount, ParamShapes
+    from scaffold.measure.checkpoint_keys import KeyMapper
+    from scaffold.measure.quantize import PackedCount, ParamShapes
 
     shapes = ParamShapes({"model.layers.0.q.weight": (8, 8)}, KeyMapper(lambda key: key.replace("h.", "layers.")))
     packed = PackedCount({"model.h.0.q": 64, "model.blocks.0.k": 64}, {}, {}, bits=4, group_size=128)

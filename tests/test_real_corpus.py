@@ -88,9 +88,9 @@ def check_inspect(name: str) -> None:
 
 def check_stock_and_fix(name: str) -> None:
     """Stock AutoRound on the tiny instance as PROVENANCE says; where broken, the adaptation packs >= 95%."""
-    from scaffold.inspection import inspect_with_context
-    from scaffold.resolve import resolve_target
-    from scaffold.stock import OK, run_stock
+    from scaffold.inspection.stage import inspect_with_context
+    from scaffold.measure.stock import OK, run_stock
+    from scaffold.resolve.target import resolve_target
 
     info = _require(name)
     target = resolve_target(str(REAL / name), trust_remote_code=True)
@@ -100,9 +100,9 @@ def check_stock_and_fix(name: str) -> None:
         assert (result.status == OK) == (info["stock"] == "ok"), f"stock {result.status}: {result.detail()}"
         if info["stock"] == "ok":
             return
-        from scaffold.generate import new_arch
+        from scaffold.measure.verify import run_generated_test
+        from scaffold.plan.generate import new_arch
         from scaffold.testkit import unfinished_todos
-        from scaffold.verify import run_generated_test
 
         out = Path(tmp) / "adaptation"
         new_arch(target, out, force=True)

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from scaffold.cli import app
 from scaffold.errors import ScaffoldError
-from scaffold.remote_code import ALLOW_ENV
-from scaffold.resolve import resolve_target
+from scaffold.resolve.remote_code import ALLOW_ENV
+from scaffold.resolve.target import resolve_target
 
 runner = CliRunner()
 MARKER_ENV = "SCAFFOLD_TEST_REMOTE_CODE_RAN"

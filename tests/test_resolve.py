@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from scaffold.cli import app
 from scaffold.errors import ScaffoldError
-from scaffold.resolve import resolve_target
+from scaffold.resolve.target import resolve_target
 
 runner = CliRunner()
 

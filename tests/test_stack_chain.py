@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from scaffold.inspection.stack_chain import confirmed_stacks
+from scaffold.inspection.stacks import block_stacks
 from scaffold.modes.block_detection.generate import function_code
-from scaffold.stack_chain import confirmed_stacks
-from scaffold.stacks import block_stacks
 
 
 class Block(nn.Module):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from scaffold.findings import Mode
+from scaffold.inspection.findings import Mode
 from scaffold.versions import transformers_major
 
 ARCHS_TF4 = Path(__file__).parent / "archs_tf4"
@@ -70,7 +70,7 @@ def test_loads_and_forwards_on_transformers_4(name):
 @needs_tf4
 @pytest.mark.parametrize("name", ARCH_NAMES)
 def test_stock_autoround_shows_the_symptom(name, tmp_path, make_tokenizer, calib_texts):
-    from scaffold.quantize import count_packed, run_autoround
+    from scaffold.measure.quantize import count_packed, run_autoround
 
     info = expected(name)
     run = run_autoround(build(name), make_tokenizer(), calib_texts, tmp_path / "export", raise_errors=False)
@@ -85,9 +85,9 @@ def test_stock_autoround_shows_the_symptom(name, tmp_path, make_tokenizer, calib
 
 @pytest.mark.skipif(transformers_major() < 5, reason="transformers 4 still has modeling_attn_mask_utils")
 def test_transformers_5_stops_at_the_import_stage_with_the_version_range():
-    from scaffold.build import build_meta
+    from scaffold.build.meta import build_meta
     from scaffold.errors import ScaffoldError
-    from scaffold.resolve import resolve_target
+    from scaffold.resolve.target import resolve_target
 
     name = ARCH_NAMES[0]
     target = resolve_target(str(ARCHS_TF4 / name), trust_remote_code=True)
@@ -102,8 +102,8 @@ def test_transformers_5_stops_at_the_import_stage_with_the_version_range():
 @needs_tf4
 @pytest.mark.parametrize("name", ARCH_NAMES)
 def test_scaffold_inspect_finds_the_expected_modes(name):
-    from scaffold.inspection import inspect_target
-    from scaffold.resolve import resolve_target
+    from scaffold.inspection.stage import inspect_target
+    from scaffold.resolve.target import resolve_target
 
     report = inspect_target(resolve_target(str(ARCHS_TF4 / name), trust_remote_code=True))
     found = {finding.mode.value for finding in report.problems}

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from scaffold import autoround_api
-from scaffold.build import build_meta, count_parameters
-from scaffold.resolve import resolve_target
+from scaffold.build.meta import build_meta, count_parameters
+from scaffold.resolve.target import resolve_target
 
 pytestmark = pytest.mark.tf4
 

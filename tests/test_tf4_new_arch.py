@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from scaffold.findings import Finding, Mode, Severity
+from scaffold.inspection.findings import Finding, Mode, Severity
 from scaffold.modes.block_replay.detect import _follows, carried_outputs
 from scaffold.modes.block_replay.generate import block_offset, choose_fix, generate, render_fix
-from scaffold.plan import Plan
+from scaffold.plan.model import Plan
 from scaffold.versions import transformers_major
 
 ARCHS_TF4 = Path(__file__).parent / "archs_tf4"
@@ -150,7 +150,7 @@ REPLAY_CHECK = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
 __import__(sys.argv[2])
-from scaffold.autoround_replay import replay_outcomes
+from scaffold.inspection.autoround_replay import replay_outcomes
 from scaffold.testkit import build_tiny_target
 tiny = build_tiny_target(sys.argv[3], True)
 print(json.dumps(replay_outcomes(tiny.model, tiny.inputs)))
@@ -162,7 +162,7 @@ sys.path.insert(0, sys.argv[1])
 __import__(sys.argv[2])
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
-from scaffold.quantize import count_packed, run_autoround
+from scaffold.measure.quantize import count_packed, run_autoround
 from scaffold.tiny.tokenizer import calibration_texts, make_tokenizer
 config = AutoConfig.from_pretrained(sys.argv[3], trust_remote_code=True)
 torch.manual_seed(0)
@@ -178,8 +178,8 @@ print(json.dumps({"ok": run.ok, "error": run.error_line, "warnings": run.warning
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory, autoround_bf16):
     """{name: generated folder}, each generated once by ``new_arch`` on demand, per bf16 mode (off, then on)."""
-    from scaffold.generate import new_arch
-    from scaffold.resolve import resolve_target
+    from scaffold.plan.generate import new_arch
+    from scaffold.resolve.target import resolve_target
 
     made: dict[str, Path] = {}
 
@@ -198,8 +198,8 @@ def generated(tmp_path_factory, autoround_bf16):
 @needs_tf4
 @pytest.mark.parametrize("name", ARCH_NAMES)
 def test_generated_adaptation_passes_its_own_test(name, generated):
+    from scaffold.measure.verify import run_generated_test
     from scaffold.testkit import unfinished_todos
-    from scaffold.verify import run_generated_test
 
     out = generated(name)
     assert unfinished_todos(out) == []

@@ -99,7 +99,7 @@ def try_type(model_type: str) -> str | None:
 
 def _full_size_build_error(config) -> str | None:
     """Whether the unshrunk default config fails to build (on the meta device): then it is not the shrinker."""
-    from scaffold.build import build_meta
+    from scaffold.build.meta import build_meta
     from scaffold.errors import ScaffoldError
 
     try:

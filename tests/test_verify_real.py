@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from scaffold.cli import app
-from scaffold.verify import REAL_KEY, real_run_problem
+from scaffold.measure.verify import REAL_KEY, real_run_problem
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -26,7 +26,7 @@ def test_pyproject_lists_every_subpackage_and_the_templates():
 
 
 def test_templates_load_from_the_package():
-    from scaffold.resources import template_path
+    from scaffold.render.resources import template_path
 
     assert (template_path("adaptation") / "copier.yml").is_file()
     assert (template_path("modes") / "block_replay" / "block_replay.py.jinja").is_file()
@@ -69,7 +69,7 @@ def test_wheel_install_runs_new_arch(tmp_path):
     install = [str(python), "-m", "pip", "install", "--no-deps", "--no-index", "--quiet", str(wheel)]
     done = subprocess.run(install, capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
-    code = "import scaffold, scaffold.resources as r; print(scaffold.__file__); print(r.templates_root())"
+    code = "import scaffold, scaffold.render.resources as r; print(scaffold.__file__); print(r.templates_root())"
     where = subprocess.run(
         [str(python), "-c", code],
         capture_output=True,

@@ -25,7 +25,7 @@ TRUST_REMOTE_CODE = False
 PLUGIN = "bloom_autoround"
 GROUP_SIZE = 128
 TOLERANCE = 1e-5
-# What AutoRound must pack on the tiny instance (scaffold.predict at generation time).
+# What AutoRound must pack on the tiny instance (scaffold.plan.predict at generation time).
 PREDICTED = {
     "stacks": [
         "transformer.h",

@@ -1,6 +1,6 @@
 """Generators: one module per failure mode, each ``generate(finding, plan, ctx) -> None``.
 
-A generator turns one :class:`~scaffold.findings.Finding` into plan data (``scaffold/plan.py``):
+A generator turns one :class:`~scaffold.inspection.findings.Finding` into plan data (``scaffold/plan/model.py``):
 new checkout files, registry edits, runtime-plugin code and facts for the generated test. The
 helpers below write Python source that is already ``ruff format`` clean, so generated files
 are byte-stable with or without ruff installed.
@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from scaffold.context import InspectContext
+    from scaffold.inspection.context import InspectContext
 
 
 def py_str(text: str) -> str:
@@ -82,7 +82,7 @@ def tiny_module_paths(ctx: InspectContext | None, cls_name: str) -> list[str] | 
     They can differ from a finding's paths, read on the full-size meta model: fewer layers, and models that
     interleave MoE and dense layers place a class at other indices.
     """
-    from scaffold.context import tiny_or_none
+    from scaffold.inspection.context import tiny_or_none
 
     tiny = tiny_or_none(ctx)
     if tiny is None:

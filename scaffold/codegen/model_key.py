@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 
 from scaffold import autoround_api
 from scaffold.codegen import py_str
-from scaffold.plan import DictEntry, HandlerBranch, Plan
+from scaffold.plan.model import DictEntry, HandlerBranch, Plan
 
 if TYPE_CHECKING:
-    from scaffold.context import InspectContext
+    from scaffold.inspection.context import InspectContext
 
 UTILS_MODEL = "auto_round/utils/model.py"
 REGISTRY = "ARCHITECTURE_MODEL_TYPE_MAP"

@@ -12,9 +12,9 @@ from typing import Any
 
 import jinja2
 
-from scaffold.import_block import format_imports
 from scaffold.markers import TODO_MARK
-from scaffold.resources import template_path
+from scaffold.render.import_block import format_imports
+from scaffold.render.resources import template_path
 from scaffold.versions import stack_versions
 
 TODO = TODO_MARK  # the one marker (scaffold.markers), as the mode generators import it

@@ -1,7 +1,7 @@
 """``scaffold dev add-mode NAME``: write a new failure mode's skeleton in a source checkout and register it.
 
 Writes ``scaffold/modes/NAME/`` (``__init__``, detect, generate, check, README), ``templates/modes/NAME/`` and
-``tests/modes/NAME/``; adds the ``Mode`` member (scaffold/findings.py), the registration
+``tests/modes/NAME/``; adds the ``Mode`` member (scaffold/inspection/findings.py), the registration
 (scaffold/modes/__init__.py) and the package (pyproject.toml). The skeleton's parts carry ``# TODO(scaffold)``
 markers: the registry self-test and the mode's own test fail until they are filled (docs/adding-a-mode.md).
 """
@@ -29,7 +29,7 @@ def _files(name: str) -> dict[str, str]:
         f"scaffold/modes/{name}/__init__.py": (
             f'''"""The {name} failure mode: its detector, generator, check and corpus fixture (see README.md)."""
 
-from scaffold.findings import Mode
+from scaffold.inspection.findings import Mode
 from scaffold.modes.contract import ModeSpec
 from scaffold.modes.{name} import check, detect, generate
 
@@ -50,13 +50,13 @@ SPEC = ModeSpec(
 
 from __future__ import annotations
 
-from scaffold.context import InspectContext
-from scaffold.findings import Finding
+from scaffold.inspection.context import InspectContext
+from scaffold.inspection.findings import Finding
 
 
 def detect(ctx: InspectContext) -> list[Finding]:
-    # TODO(scaffold): read ctx.meta_model (or scaffold.context.tiny_or_none(ctx) for a dynamic probe) and return
-    # one Finding(mode=Mode.{member}, severity=Severity.SILENT or FAILS, summary=..., fix=..., modules=[...],
+    # TODO(scaffold): read ctx.meta_model (or scaffold.inspection.context.tiny_or_none(ctx) for a dynamic probe)
+    # and return one Finding(mode=Mode.{member}, severity=Severity.SILENT or FAILS, summary=..., fix=..., modules=[...],
     # evidence={{...}}) per problem; return [] when AutoRound handles the target.
     return []
 '''
@@ -66,13 +66,13 @@ def detect(ctx: InspectContext) -> list[Finding]:
 
 from __future__ import annotations
 
-from scaffold.context import InspectContext
-from scaffold.findings import Finding
-from scaffold.plan import Plan, PlanItem
+from scaffold.inspection.context import InspectContext
+from scaffold.inspection.findings import Finding
+from scaffold.plan.model import Plan, PlanItem
 
 
 def generate(finding: Finding, plan: Plan, ctx: InspectContext | None = None) -> None:
-    # TODO(scaffold): append edits (scaffold/edits.py kinds) to plan.edits, and the facts check.py reads to
+    # TODO(scaffold): append edits (scaffold/plan/edits.py kinds) to plan.edits, and the facts check.py reads to
     # plan.test_data["{name}"]; say what was generated in the PlanItem (and what a human must still do in todos).
     plan.items.append(PlanItem(mode=finding.mode.value, summary=finding.summary, generated=[], todos=[finding.fix]))
 '''
@@ -119,7 +119,7 @@ TODO(scaffold): one paragraph: what stock AutoRound gets wrong, how the detector
 
 from __future__ import annotations
 
-from scaffold.findings import Mode
+from scaffold.inspection.findings import Mode
 from tests.modes.fixtures import fixture_findings, problem_modes
 
 
@@ -141,7 +141,7 @@ def _insert_sorted(lines: list[str], new: str, start: str, stop: str) -> list[st
 def _edited(root: Path, name: str) -> dict[str, str]:
     """The new text of the three files that register a mode (read and checked before anything is written)."""
     member = name.upper()
-    findings = (root / "scaffold/findings.py").read_text(encoding="utf-8")
+    findings = (root / "scaffold/inspection/findings.py").read_text(encoding="utf-8")
     registry = (root / "scaffold/modes/__init__.py").read_text(encoding="utf-8")
     pyproject = (root / "pyproject.toml").read_text(encoding="utf-8")
     if ENUM_ANCHOR not in findings or REGISTER_MARK not in registry or '"scaffold.modes",' not in pyproject:
@@ -153,7 +153,11 @@ def _edited(root: Path, name: str) -> dict[str, str]:
     lines = pyproject.splitlines(keepends=True)
     package = f'    "scaffold.modes.{name}",\n'
     pyproject = "".join(_insert_sorted(lines, package, '    "scaffold.modes",', '    "scaffold.p'))
-    return {"scaffold/findings.py": findings, "scaffold/modes/__init__.py": registry, "pyproject.toml": pyproject}
+    return {
+        "scaffold/inspection/findings.py": findings,
+        "scaffold/modes/__init__.py": registry,
+        "pyproject.toml": pyproject,
+    }
 
 
 def add_mode(name: str, root: Path | None = None) -> list[Path]:
@@ -163,9 +167,11 @@ def add_mode(name: str, root: Path | None = None) -> list[Path]:
         raise ScaffoldError(f"{name!r} is not a mode name: use lower_snake_case (a Python identifier)", "dev")
     if not (root / "pyproject.toml").is_file() or not (root / "scaffold/modes/__init__.py").is_file():
         raise ScaffoldError(f"{root} is not an autoround-scaffold source checkout (add-mode edits sources)", "dev")
-    findings = (root / "scaffold/findings.py").read_text(encoding="utf-8")
+    findings = (root / "scaffold/inspection/findings.py").read_text(encoding="utf-8")
     if re.search(rf'^\s+\w+ = "{name}"', findings, flags=re.M) or (root / "scaffold/modes" / name).exists():
-        raise ScaffoldError(f"mode {name!r} exists already (scaffold/findings.py or scaffold/modes/{name}/)", "dev")
+        raise ScaffoldError(
+            f"mode {name!r} exists already (scaffold/inspection/findings.py or scaffold/modes/{name}/)", "dev"
+        )
     edits = _edited(root, name)
     written = []
     for rel, text in {**_files(name), **edits}.items():

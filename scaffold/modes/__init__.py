@@ -7,7 +7,7 @@ check, corpus fixture), validated when it is created; a missing part or a misspe
 
 from __future__ import annotations
 
-from scaffold.findings import Mode
+from scaffold.inspection.findings import Mode
 from scaffold.modes import (
     block_detection,
     block_replay,

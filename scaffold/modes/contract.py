@@ -1,7 +1,7 @@
 """The contract every failure mode fulfils, checked when it registers (a missing part fails at import).
 
 A mode is a package ``scaffold/modes/<mode>/`` whose ``__init__.py`` declares ``SPEC = ModeSpec(...)``:
-its :class:`~scaffold.findings.Mode`, a detector module (``detect(ctx) -> list[Finding]``), a generator
+its :class:`~scaffold.inspection.findings.Mode`, a detector module (``detect(ctx) -> list[Finding]``), a generator
 module (``generate(finding, plan, ctx) -> None``), its test-time :class:`Check` and the corpus case that
 trips it. ``scaffold/modes/__init__.py`` imports every mode package by name and registers the specs in
 order; ``docs/adding-a-mode.md`` walks through adding one.
@@ -13,12 +13,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from scaffold.findings import Mode
+from scaffold.inspection.findings import Mode
 
 if TYPE_CHECKING:
-    from scaffold.context import InspectContext
-    from scaffold.findings import Finding
-    from scaffold.plan import Plan
+    from scaffold.inspection.context import InspectContext
+    from scaffold.inspection.findings import Finding
+    from scaffold.plan.model import Plan
 
 # The generated tests (templates/adaptation/test_{{ slug }}.py.jinja) a mode's check can run in.
 GENERATED_TESTS = (
@@ -76,7 +76,7 @@ class ModeSpec:
     ``fixture`` is the corpus case that trips the mode: ``tests/...`` (a model folder) or
     ``tests.inspect_archs.<module>:<model_type>`` (a hand-written arch); ``tests/modes/<mode>/`` tests it.
     ``test_data_keys`` are the generated ``TEST_DATA`` keys the mode owns (default: its value); no two modes
-    share one, and the generator may write no other (checked by ``scaffold.generate.build_plan``).
+    share one, and the generator may write no other (checked by ``scaffold.plan.generate.build_plan``).
     """
 
     mode: Mode
@@ -91,7 +91,7 @@ class ModeSpec:
     def __post_init__(self) -> None:
         name = getattr(self.mode, "value", self.mode)
         if not isinstance(self.mode, Mode):
-            raise ModeError(f"{name!r} is not a scaffold.findings.Mode member")
+            raise ModeError(f"{name!r} is not a scaffold.inspection.findings.Mode member")
         if not isinstance(self.detector, Detector):
             raise ModeError(f"{name}: the detector has no detect(ctx) function")
         if not isinstance(self.generator, Generator):

@@ -14,7 +14,7 @@ from scaffold.patch.outcome import APPLIED, CONFLICT, PRESENT, REPLACED, SKIPPED
 from scaffold.patch.readme import README_FILES, add_supported_row
 from scaffold.patch.serialize import PATCH_FILE
 from scaffold.patch.source_edit import edit_source
-from scaffold.plan import Edit, Plan
+from scaffold.plan.model import Edit, Plan
 
 __all__ = ["apply_plan", "read_autoround_version", "require_clean_tree", "write_all", "write_patch"]
 

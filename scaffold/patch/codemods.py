@@ -31,7 +31,7 @@ from scaffold.patch.locate import (
     top_level_definition,
     top_level_function,
 )
-from scaffold.plan import DictEntry, Edit, HandlerBranch, IgnoreRule, SequenceItem, TopLevelFunction
+from scaffold.plan.model import DictEntry, Edit, HandlerBranch, IgnoreRule, SequenceItem, TopLevelFunction
 
 
 @dataclass

@@ -10,7 +10,7 @@ from rich.syntax import Syntax
 from scaffold.errors import ScaffoldError
 from scaffold.patch.apply import apply_plan, write_patch
 from scaffold.patch.outcome import APPLIED, CHANGING, CONFLICT, PRESENT, REPLACED, PatchResult
-from scaffold.plan import Plan
+from scaffold.plan.model import Plan
 
 _STYLE = {APPLIED: "green", REPLACED: "yellow", PRESENT: "dim", CONFLICT: "red"}
 

@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from scaffold.edits import edit_from_json
 from scaffold.errors import ScaffoldError
-from scaffold.plan import CodeBlock, GeneratedFile, Plan, PlanItem
+from scaffold.plan.edits import edit_from_json
+from scaffold.plan.model import CodeBlock, GeneratedFile, Plan, PlanItem
 
 SCHEMA_VERSION = "1.0"
 EDITS_FILE = "edits.json"

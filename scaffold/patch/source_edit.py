@@ -12,7 +12,7 @@ from scaffold.errors import ScaffoldError
 from scaffold.patch.codemods import Codemod
 from scaffold.patch.locate import LineIndex, Where
 from scaffold.patch.outcome import APPLIED, CONFLICT, PRESENT, REPLACED, EditStatus
-from scaffold.plan import Edit
+from scaffold.plan.model import Edit
 
 
 @dataclass

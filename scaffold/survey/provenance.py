@@ -77,7 +77,7 @@ def timestamp() -> str:
 
 def host_info(amp_dtype: str | None = None) -> dict[str, Any]:
     """CPU model, AutoRound's bf16 answer and the amp dtype it tuned in (``amp_dtype``: what a run really used)."""
-    from scaffold.precision import host_precision
+    from scaffold.measure.precision import host_precision
 
     host = host_precision().to_json()
     if amp_dtype:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scaffold import stock
+from scaffold.measure import stock
 
 # Stock statuses
 OK, CRASH, UNDER_QUANTIZED = stock.OK, stock.CRASH, stock.UNDER_QUANTIZED

@@ -41,7 +41,7 @@ def causal_lm_types() -> list[str]:
 
 def select_types(types: list[str], all_causal_lm: bool) -> list[str]:
     """The model types to survey, in order, without duplicates; unknown names are a user error."""
-    from scaffold.resolve import known_model_types
+    from scaffold.resolve.target import known_model_types
 
     chosen = list(dict.fromkeys([*types, *(causal_lm_types() if all_causal_lm else [])]))
     if not chosen:

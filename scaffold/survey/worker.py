@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from scaffold.errors import first_line
-from scaffold.stock import STOCK_GROUP_SIZE, run_stock
+from scaffold.measure.stock import STOCK_GROUP_SIZE, run_stock
 from scaffold.survey import rows as R
 
 VERSIONS_ENV = "SCAFFOLD_SURVEY_VERSIONS"  # JSON: the survey's versions, set by scaffold.survey.runner
@@ -36,7 +36,7 @@ def _write(row: R.SurveyRow, path: Path, phase: str) -> None:
 
 def multimodal_for_autoround(ctx: Any, findings: list[str]) -> bool:
     """AutoRound calls the model multimodal and it is (no mllm_misdetection finding says otherwise)."""
-    from scaffold.findings import Mode
+    from scaffold.inspection.findings import Mode
     from scaffold.modes.mllm_misdetection.detect import autoround_mllm_verdict
 
     misdetected = any(finding.startswith(f"{Mode.MLLM_MISDETECTION.value}:") for finding in findings)
@@ -54,9 +54,9 @@ class FixResult:
 
 def run_fix(target: Any, out_dir: Path, deadline: float) -> FixResult:
     """``new-arch`` into ``out_dir`` and its generated test."""
-    from scaffold.generate import new_arch
-    from scaffold.render import todo_line
-    from scaffold.verify import run_generated_test
+    from scaffold.measure.verify import run_generated_test
+    from scaffold.plan.generate import new_arch
+    from scaffold.render.folder import todo_line
 
     try:
         result = new_arch(target, out_dir, force=True)
@@ -84,7 +84,7 @@ def replay_evidence(problems: list[Any]) -> list[dict[str, Any]]:
     """What each block_replay finding measured (the block, the error or crash, the input named as the cause), and
     each list block_detection's chain probe saw AutoRound take for blocks though the forward does not chain it
     (AutoRound then feeds each such block the previous one's output: wrong inputs, silently)."""
-    from scaffold.findings import Mode
+    from scaffold.inspection.findings import Mode
 
     entries = []
     for finding in problems:
@@ -139,8 +139,8 @@ def survey_one(
     row.commit, row.dirty = tool.commit, tool.dirty
     _write(row, row_path, "tiny_build")
     try:
-        from scaffold.inspection import inspect_with_context
-        from scaffold.resolve import resolve_target
+        from scaffold.inspection.stage import inspect_with_context
+        from scaffold.resolve.target import resolve_target
 
         target = resolve_target(f"transformers:{model_type}")
         report, ctx = inspect_with_context(target, group_size=STOCK_GROUP_SIZE, dynamic=True)
@@ -165,7 +165,7 @@ def survey_one(
     with tempfile.TemporaryDirectory(prefix=f"survey-{model_type}-") as tmp:
         # AutoRound's own precision on this host; the target's whole config where AutoRound reads the checkpoint's.
         # Without bf16 that is the float32 run inspect already made (ctx.probe_results): not run twice.
-        from scaffold.precision import host_precision
+        from scaffold.measure.precision import host_precision
 
         stock = None if host_precision().bf16 else ctx.probe_results.get("stock_run")
         stock = stock or run_stock(tiny, Path(tmp) / "stock", checkpoint_config=target.config)

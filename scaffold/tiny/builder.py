@@ -10,9 +10,9 @@ from typing import Any
 
 import torch
 
-from scaffold.build import instantiate, meta_only_failure, pick_auto_class
-from scaffold.diagnose import cause_of
+from scaffold.build.meta import instantiate, meta_only_failure, pick_auto_class
 from scaffold.errors import ScaffoldError
+from scaffold.resolve.diagnose import cause_of
 from scaffold.tiny.fit import fit_inputs
 from scaffold.tiny.init import repair_uninitialised
 from scaffold.tiny.inputs import forward_parameters, make_inputs

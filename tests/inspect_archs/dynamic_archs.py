@@ -15,9 +15,9 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutput
 
-from scaffold.build import build_meta
-from scaffold.context import InspectContext
-from scaffold.resolve import ResolvedTarget
+from scaffold.build.meta import build_meta
+from scaffold.inspection.context import InspectContext
+from scaffold.resolve.target import ResolvedTarget
 from scaffold.tiny.model import TinyModel
 
 

@@ -7,14 +7,14 @@ import importlib
 import pytest
 import torch
 
-from scaffold.findings import Finding, Mode, Severity
+from scaffold.inspection.findings import Finding, Mode, Severity
 from scaffold.modes import by_mode
 from scaffold.versions import transformers_major
 
 
 def fixture_findings(mode: Mode) -> list[Finding]:
     """Findings of the whole registry (in order: later modes read earlier findings) on ``mode``'s fixture."""
-    from scaffold.inspection import inspect_target, run_detectors
+    from scaffold.inspection.stage import inspect_target, run_detectors
 
     spec = by_mode(mode)
     torch.manual_seed(0)
@@ -24,7 +24,7 @@ def fixture_findings(mode: Mode) -> list[Finding]:
         return run_detectors(ctx)
     if spec.fixture.startswith("tests/archs_tf4") and transformers_major() != 4:
         pytest.skip("a transformers 4.x fixture (run .ci/tf4.sh)")
-    from scaffold.resolve import resolve_target
+    from scaffold.resolve.target import resolve_target
 
     return inspect_target(resolve_target(spec.fixture, trust_remote_code=True)).findings
 

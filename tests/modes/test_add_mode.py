@@ -45,7 +45,7 @@ def test_skeleton_is_registered_and_marked(tmp_path):
     written = {p.relative_to(root).as_posix() for p in add_mode("toy_mode", root)}
     assert {"scaffold/modes/toy_mode/detect.py", "tests/modes/toy_mode/test_toy_mode.py", "pyproject.toml"} <= written
     assert "templates/modes/toy_mode/toy_mode.py.jinja" in written
-    assert '    TOY_MODE = "toy_mode"\n    STOCK_RUN' in (root / "scaffold/findings.py").read_text()
+    assert '    TOY_MODE = "toy_mode"\n    STOCK_RUN' in (root / "scaffold/inspection/findings.py").read_text()
     registry = (root / "scaffold/modes/__init__.py").read_text()
     assert "    toy_mode,\n" in registry and "        toy_mode.SPEC,\n" in registry
     assert '"scaffold.modes.toy_mode",' in (root / "pyproject.toml").read_text()
@@ -59,8 +59,8 @@ DETECT = '''"""toy_mode: a toy that reports the output head (to exercise the reg
 
 from __future__ import annotations
 
-from scaffold.context import InspectContext
-from scaffold.findings import Finding, Mode, Severity
+from scaffold.inspection.context import InspectContext
+from scaffold.inspection.findings import Finding, Mode, Severity
 
 
 def detect(ctx: InspectContext) -> list[Finding]:
@@ -72,7 +72,7 @@ GENERATE = '''"""toy_mode: records the heads for its check."""
 
 from __future__ import annotations
 
-from scaffold.plan import PlanItem
+from scaffold.plan.model import PlanItem
 
 
 def generate(finding, plan, ctx=None) -> None:

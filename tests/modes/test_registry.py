@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from scaffold.dev.audit import PARTS, audit, audit_all, mode_tests
-from scaffold.findings import Finding, Mode, Severity
+from scaffold.inspection.findings import Finding, Mode, Severity
 from scaffold.modes import FAILURE_MODES, by_mode
 from scaffold.modes.contract import Check, ModeError, ModeSpec, Registry
 
@@ -91,8 +91,8 @@ def test_the_registry_refuses_duplicates_late_dependencies_and_shared_keys():
 
 
 def test_a_generator_writing_another_modes_test_data_fails(monkeypatch):
-    from scaffold import generate
-    from scaffold.findings import InspectReport
+    from scaffold.inspection.findings import InspectReport
+    from scaffold.plan import generate
 
     spec = by_mode(Mode.MLLM_MISDETECTION)
 

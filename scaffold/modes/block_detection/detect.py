@@ -7,10 +7,10 @@ import inspect
 from torch import nn
 
 from scaffold import autoround_api
-from scaffold.context import InspectContext, tiny_or_none
-from scaffold.coverage import scan_model
-from scaffold.findings import Finding, Mode, Severity
-from scaffold.stacks import BlockStack, block_stacks
+from scaffold.inspection.context import InspectContext, tiny_or_none
+from scaffold.inspection.coverage import scan_model
+from scaffold.inspection.findings import Finding, Mode, Severity
+from scaffold.inspection.stacks import BlockStack, block_stacks
 
 
 def _stack_path(block_names: list[str]) -> str:
@@ -49,7 +49,7 @@ def decoder_stacks(ctx: InspectContext) -> tuple[list[BlockStack], dict[str, str
     Without a tiny instance, the structural stacks (custom containers left out: they need the probe).
     """
     if "stack_chain" not in ctx.probe_results:
-        from scaffold.stack_chain import confirmed_stacks
+        from scaffold.inspection.stack_chain import confirmed_stacks
 
         tiny = tiny_or_none(ctx)
         if tiny is None:

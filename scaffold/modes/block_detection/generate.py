@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from scaffold import autoround_api
 from scaffold.codegen import identifier, py_list_lines, py_str
-from scaffold.context import InspectContext
-from scaffold.findings import Finding
-from scaffold.plan import SPECIAL_MODEL_HANDLER, DictEntry, Plan, PlanItem, TopLevelFunction
+from scaffold.inspection.context import InspectContext
+from scaffold.inspection.findings import Finding
+from scaffold.plan.model import SPECIAL_MODEL_HANDLER, DictEntry, Plan, PlanItem, TopLevelFunction
 
 REGISTRY = "SPECIAL_MULTIMODAL_BLOCK"
 

@@ -1,6 +1,6 @@
 """The block_replay failure mode: its detector, generator, check and corpus fixture (see README.md)."""
 
-from scaffold.findings import Mode
+from scaffold.inspection.findings import Mode
 from scaffold.modes.block_replay import check, detect, generate
 from scaffold.modes.contract import ModeSpec
 

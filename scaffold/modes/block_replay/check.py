@@ -14,7 +14,7 @@ def replay_problems(tiny: Any) -> list[str]:
     Run after the adaptation is applied: ``AutoRound(...)`` then applies it to its copy of the model, so an
     empty list means every block of each stack gets, replayed, the inputs the model gives it.
     """
-    from scaffold.autoround_replay import replay_outcomes
+    from scaffold.inspection.autoround_replay import replay_outcomes
 
     outcomes = replay_outcomes(tiny.model, tiny.inputs)
     if not outcomes:

@@ -14,11 +14,11 @@ from typing import Any
 
 import torch
 
-from scaffold.autoround_replay import BATCH_SIZE, BlockReplay, replay_on_tiny
-from scaffold.context import InspectContext, ProbeUnavailable
-from scaffold.findings import Finding, Mode, Severity
+from scaffold.inspection.autoround_replay import BATCH_SIZE, BlockReplay, replay_on_tiny
+from scaffold.inspection.context import InspectContext, ProbeUnavailable
+from scaffold.inspection.findings import Finding, Mode, Severity
+from scaffold.inspection.probes import describe, record_block_calls, run_forward, same_value, tensors_in
 from scaffold.modes.shared_cache_keys.detect import shared_keys
-from scaffold.probes import describe, record_block_calls, run_forward, same_value, tensors_in
 
 FIXES = {
     "alibi": "replay alibi per sample: register the block for prepare_special_model_block_inputs to rebuild "
@@ -256,7 +256,7 @@ def rebuild_facts(ctx: InspectContext, stack: str) -> dict[str, Any]:
     ``owner_params``: its forward parameters (``inputs_embeds`` is what lets it run from hidden states alone);
     ``output_arity``: 0 when a block returns a tensor, else the length of the tuple it returns.
     """
-    from scaffold.probes import forward_params
+    from scaffold.inspection.probes import forward_params
 
     model = ctx.tiny().model
     blocks = [f"{stack}.{name}" for name, _ in model.get_submodule(stack).named_children()]

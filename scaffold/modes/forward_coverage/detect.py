@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from scaffold.context import InspectContext, tiny_or_none
-from scaffold.findings import Finding, Mode, Severity
-from scaffold.probes import (
+from scaffold.inspection.context import InspectContext, tiny_or_none
+from scaffold.inspection.findings import Finding, Mode, Severity
+from scaffold.inspection.probes import (
     CallRecorder,
     Stack,
     find_stacks,

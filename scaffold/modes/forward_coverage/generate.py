@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from scaffold.codegen import identifier
 from scaffold.codegen.templates import TODO, render_code
-from scaffold.context import InspectContext
-from scaffold.findings import Finding
-from scaffold.plan import SPECIAL_MODEL_HANDLER, HandlerBranch, Plan, PlanItem, TopLevelFunction
+from scaffold.inspection.context import InspectContext
+from scaffold.inspection.findings import Finding
+from scaffold.plan.model import SPECIAL_MODEL_HANDLER, HandlerBranch, Plan, PlanItem, TopLevelFunction
 
 HANDLER_FUNCTION = "_handle_special_model"
 

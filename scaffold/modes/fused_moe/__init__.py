@@ -1,6 +1,6 @@
 """The fused_moe failure mode: its detector, generator, check and corpus fixture (see README.md)."""
 
-from scaffold.findings import Mode
+from scaffold.inspection.findings import Mode
 from scaffold.modes.contract import ModeSpec
 from scaffold.modes.fused_moe import check, detect, generate
 

@@ -6,12 +6,17 @@ from typing import Any
 
 from torch import nn
 
-from scaffold.context import InspectContext, ProbeUnavailable
-from scaffold.coverage import scan_model
-from scaffold.findings import Finding, Mode, Severity
-from scaffold.linear_weights import LinearWeight
+from scaffold.inspection.context import InspectContext, ProbeUnavailable
+from scaffold.inspection.coverage import scan_model
+from scaffold.inspection.findings import Finding, Mode, Severity
+from scaffold.inspection.linear_weights import LinearWeight
+from scaffold.inspection.moe_support import (
+    autoround_unfuses,
+    builtin_replacement,
+    experts_interface,
+    has_experts_interface,
+)
 from scaffold.modes.fused_moe.probe import call_convention, capture_call, probe_layout, single_thread
-from scaffold.moe_support import autoround_unfuses, builtin_replacement, experts_interface, has_experts_interface
 from scaffold.versions import package_version
 
 _UNKNOWN_CALL = {"convention": "unknown", "hidden_arg": None, "index_arg": None, "weight_arg": None, "signature": []}

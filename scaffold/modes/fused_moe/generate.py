@@ -24,10 +24,10 @@ from typing import Any
 
 from scaffold.codegen import identifier, py_str, tiny_module_paths
 from scaffold.codegen.templates import TODO, add_to_module, render_code
-from scaffold.context import InspectContext
-from scaffold.findings import Finding
+from scaffold.inspection.context import InspectContext
+from scaffold.inspection.findings import Finding
 from scaffold.modes.fused_moe.probe import CONVENTIONS
-from scaffold.plan import REPLACE_MODULES, CodeBlock, DictEntry, GeneratedFile, Plan, PlanItem
+from scaffold.plan.model import REPLACE_MODULES, CodeBlock, DictEntry, GeneratedFile, Plan, PlanItem
 
 REGISTRY = "BUILTIN_MODULES"
 IMPORTS = [

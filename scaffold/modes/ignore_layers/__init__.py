@@ -1,6 +1,6 @@
 """The ignore_layers failure mode: its detector, generator, check and corpus fixture (see README.md)."""
 
-from scaffold.findings import Mode
+from scaffold.inspection.findings import Mode
 from scaffold.modes.contract import ModeSpec
 from scaffold.modes.ignore_layers import check, detect, generate
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from scaffold.context import InspectContext
-from scaffold.coverage import predefined_ignore_layers, scan_model
-from scaffold.findings import Finding, Mode, Severity
-from scaffold.linear_weights import SHAPE_MULTIPLE, matches_any, shape_divisible
-from scaffold.stacks import BlockStack, stack_of
+from scaffold.inspection.context import InspectContext
+from scaffold.inspection.coverage import predefined_ignore_layers, scan_model
+from scaffold.inspection.findings import Finding, Mode, Severity
+from scaffold.inspection.linear_weights import SHAPE_MULTIPLE, matches_any, shape_divisible
+from scaffold.inspection.stacks import BlockStack, stack_of
 
 _MTP = re.compile(r"(^|\.)(mtp|nextn)[^.]*", re.IGNORECASE)
 

@@ -13,9 +13,9 @@ from types import SimpleNamespace
 
 from scaffold import autoround_api
 from scaffold.codegen import identifier, py_list_lines, py_str, py_tuple
-from scaffold.context import InspectContext
-from scaffold.findings import Finding
-from scaffold.plan import SPECIAL_MODEL_HANDLER, IgnoreRule, Plan, PlanItem, TopLevelFunction
+from scaffold.inspection.context import InspectContext
+from scaffold.inspection.findings import Finding
+from scaffold.plan.model import SPECIAL_MODEL_HANDLER, IgnoreRule, Plan, PlanItem, TopLevelFunction
 
 
 def function_name(model_type: str) -> str:
@@ -46,7 +46,7 @@ def matcher_source(plan: Plan, ctx: InspectContext | None) -> str:
     from scaffold.codegen import model_key
 
     if ctx is not None and ctx.target.has_remote_code:
-        from scaffold.resolve import known_model_types
+        from scaffold.resolve.target import known_model_types
 
         if plan.model_type in known_model_types():
             return f"ArchitectureMatcher({py_str(plan.model_class)}, mode={py_str('in')})"

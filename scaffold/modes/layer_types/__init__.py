@@ -1,6 +1,6 @@
 """The layer_types failure mode: its detector, generator, check and corpus fixture (see README.md)."""
 
-from scaffold.findings import Mode
+from scaffold.inspection.findings import Mode
 from scaffold.modes.contract import ModeSpec
 from scaffold.modes.layer_types import check, detect, generate
 

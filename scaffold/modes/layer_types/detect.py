@@ -8,13 +8,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scaffold.context import InspectContext, ProbeUnavailable
-from scaffold.coverage import scan_model
 from scaffold.errors import first_line
-from scaffold.findings import Finding, Mode, Severity
-from scaffold.linear_weights import LinearWeight
+from scaffold.inspection.context import InspectContext, ProbeUnavailable
+from scaffold.inspection.coverage import scan_model
+from scaffold.inspection.findings import Finding, Mode, Severity
+from scaffold.inspection.linear_weights import LinearWeight
+from scaffold.inspection.stacks import stack_of
 from scaffold.modes.fused_moe.probe import single_thread
-from scaffold.stacks import stack_of
 
 TOLERANCE = 1e-6
 

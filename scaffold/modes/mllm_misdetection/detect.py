@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from scaffold.context import InspectContext
-from scaffold.findings import Finding, Mode, Severity
+from scaffold.inspection.context import InspectContext
+from scaffold.inspection.findings import Finding, Mode, Severity
 
 
 @dataclass

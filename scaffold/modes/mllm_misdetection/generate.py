@@ -6,9 +6,9 @@ Adds the model type to ``_LLM_ONLY_MODEL_TYPES`` in ``auto_round/utils/model.py`
 
 from __future__ import annotations
 
-from scaffold.context import InspectContext
-from scaffold.findings import Finding
-from scaffold.plan import Plan, PlanItem, SequenceItem
+from scaffold.inspection.context import InspectContext
+from scaffold.inspection.findings import Finding
+from scaffold.plan.model import Plan, PlanItem, SequenceItem
 
 UTILS_MODEL = "auto_round/utils/model.py"
 REGISTRY = "_LLM_ONLY_MODEL_TYPES"

@@ -1,6 +1,6 @@
 """The shared_cache_keys failure mode: its detector, generator, check and corpus fixture (see README.md)."""
 
-from scaffold.findings import Mode
+from scaffold.inspection.findings import Mode
 from scaffold.modes.contract import ModeSpec
 from scaffold.modes.shared_cache_keys import check, detect, generate
 

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scaffold import autoround_api
-from scaffold.autoround_replay import ReplayRun, replay_on_tiny
-from scaffold.context import InspectContext, ProbeUnavailable
 from scaffold.errors import first_line
-from scaffold.findings import Finding, Mode, Severity
-from scaffold.probes import (
+from scaffold.inspection.autoround_replay import ReplayRun, replay_on_tiny
+from scaffold.inspection.context import InspectContext, ProbeUnavailable
+from scaffold.inspection.findings import Finding, Mode, Severity
+from scaffold.inspection.probes import (
     CallRecorder,
     batch_size_of,
     describe,

@@ -7,9 +7,9 @@ the model CLASS name, not the model type.
 from __future__ import annotations
 
 from scaffold.codegen import py_tuple
-from scaffold.context import InspectContext
-from scaffold.findings import Finding
-from scaffold.plan import SPECIAL_MODEL_HANDLER, DictEntry, Plan, PlanItem
+from scaffold.inspection.context import InspectContext
+from scaffold.inspection.findings import Finding
+from scaffold.plan.model import SPECIAL_MODEL_HANDLER, DictEntry, Plan, PlanItem
 
 REGISTRY = "SPECIAL_SHARED_CACHE_KEYS"
 

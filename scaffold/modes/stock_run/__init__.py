@@ -1,6 +1,6 @@
 """The stock_run failure mode: its detector, generator, check and corpus fixture (see README.md)."""
 
-from scaffold.findings import Mode
+from scaffold.inspection.findings import Mode
 from scaffold.modes.contract import ModeSpec
 from scaffold.modes.stock_run import check, detect, generate
 

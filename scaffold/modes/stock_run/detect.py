@@ -8,9 +8,9 @@ plain), so ``inspect`` never calls an architecture fine that stock AutoRound bre
 
 from __future__ import annotations
 
-from scaffold.context import InspectContext
-from scaffold.findings import Finding, Mode, Severity
-from scaffold.stock import CRASH, stock_on_tiny
+from scaffold.inspection.context import InspectContext
+from scaffold.inspection.findings import Finding, Mode, Severity
+from scaffold.measure.stock import CRASH, stock_on_tiny
 
 
 def detect(ctx: InspectContext) -> list[Finding]:

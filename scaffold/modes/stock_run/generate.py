@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from scaffold.context import InspectContext
-from scaffold.findings import Finding
-from scaffold.plan import Plan, PlanItem
+from scaffold.inspection.context import InspectContext
+from scaffold.inspection.findings import Finding
+from scaffold.plan.model import Plan, PlanItem
 
 
 def generate(finding: Finding, plan: Plan, ctx: InspectContext | None = None) -> None:

@@ -7,7 +7,7 @@ in tests/test_detectors_static.py and tests/test_generate_generators.py.
 
 from __future__ import annotations
 
-from scaffold.findings import Mode
+from scaffold.inspection.findings import Mode
 from tests.modes.fixtures import fixture_findings, problem_modes
 
 

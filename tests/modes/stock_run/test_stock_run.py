@@ -6,7 +6,7 @@ generator stay in tests/test_detectors_*.py and tests/test_generat*.py.
 
 from __future__ import annotations
 
-from scaffold.findings import Mode
+from scaffold.inspection.findings import Mode
 from tests.modes.fixtures import fixture_findings, problem_modes
 
 

@@ -13,16 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from scaffold.codegen import py_literal, py_str
-from scaffold.context import InspectContext, tiny_or_none
 from scaffold.errors import ScaffoldError
-from scaffold.findings import InspectReport, Mode, Severity
+from scaffold.inspection.context import InspectContext, tiny_or_none
+from scaffold.inspection.findings import InspectReport, Mode, Severity
 from scaffold.markers import TOLERANCE_LITERAL
 from scaffold.modes import ModeError, by_mode
 from scaffold.patch.checkout import supported_range
-from scaffold.plan import Plan, PlanItem
-from scaffold.render import Rendered, check_replaceable, render_folder
-from scaffold.resolve import ResolvedTarget
-from scaffold.runtime_plugin import plugin_source
+from scaffold.plan.model import Plan, PlanItem
+from scaffold.plan.runtime_plugin import plugin_source
+from scaffold.render.folder import Rendered, check_replaceable, render_folder
+from scaffold.resolve.target import ResolvedTarget
 
 TINY_GROUP_SIZE = 32  # the tiny instance's 64-wide layers quantize with groups of 32
 SCHEME = "W4A16"
@@ -76,11 +76,11 @@ def _stacks(report: InspectReport, plan: Plan) -> list[str]:
 
 
 def predict(report: InspectReport, plan: Plan, ctx: InspectContext | None) -> dict[str, Any] | None:
-    """What the adapted AutoRound should pack on the tiny instance (``scaffold.predict``), or None."""
+    """What the adapted AutoRound should pack on the tiny instance (``scaffold.plan.predict``), or None."""
     tiny = tiny_or_none(ctx)
     if tiny is None:
         return None
-    from scaffold.predict import expected_packing
+    from scaffold.plan.predict import expected_packing
 
     roles = {
         f.evidence["class"]: f.evidence["layout"]["roles"]
@@ -129,7 +129,7 @@ def constants_source(
         f"PLUGIN = {py_str(slug + '_autoround') if has_plugin else None}",
         f"GROUP_SIZE = {group_size}",
         f"TOLERANCE = {TOLERANCE_LITERAL}",
-        "# What AutoRound must pack on the tiny instance (scaffold.predict at generation time).",
+        "# What AutoRound must pack on the tiny instance (scaffold.plan.predict at generation time).",
         f"PREDICTED = {py_literal(prediction)}",
         "# Facts the checks below use (written by the generators).",
         f"TEST_DATA = {py_literal(plan.test_data)}",
@@ -249,7 +249,7 @@ def new_arch(
 
     ``write_to`` renders into that absent folder as if it were ``out`` (``scaffold update``).
     """
-    from scaffold.inspection import inspect_with_context
+    from scaffold.inspection.stage import inspect_with_context
 
     out = Path(out) if out is not None else Path("generated") / target.slug
     if write_to is None and not (dry_run or check):  # fail before the slow inspection; --check writes nothing

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from scaffold.errors import first_line
-from scaffold.resolve import ResolvedTarget
+from scaffold.resolve.target import ResolvedTarget
 
 if TYPE_CHECKING:
     from scaffold.tiny import TinyModel
@@ -28,7 +28,7 @@ class InspectContext:
     _tiny: Any = None
     _tiny_error: str | None = None
     probe_results: dict[str, Any] = field(default_factory=dict)  # results dynamic detectors share, by probe name
-    findings: list[Any] = field(default_factory=list)  # what the detectors run so far found (scaffold.inspection)
+    findings: list[Any] = field(default_factory=list)  # what the detectors run so far found (scaffold.inspection.stage)
 
     @property
     def config(self) -> Any:

@@ -31,8 +31,8 @@ class Stack:
 
 
 def find_stacks(model: nn.Module) -> list[Stack]:
-    """Block stacks of ``model`` as ``scaffold.coverage.block_stacks`` finds them, with their block paths."""
-    from scaffold.coverage import block_stacks
+    """Block stacks of ``model`` as ``scaffold.inspection.coverage.block_stacks`` finds them, with their block paths."""
+    from scaffold.inspection.coverage import block_stacks
 
     return [
         Stack(s.path, s.block_class, s.count, tuple(s.blocks), getattr(s, "modality", "text"))

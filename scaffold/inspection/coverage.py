@@ -8,12 +8,18 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from scaffold import autoround_api
-from scaffold.context import InspectContext
-from scaffold.findings import StackCoverage
-from scaffold.linear_weights import LinearWeight, linear_weights, matches_any, router_weights, shape_divisible
-from scaffold.moe_support import autoround_unfuses, builtin_replacement, expert_matrices
-from scaffold.stacks import BlockStack, stack_of
-from scaffold.stacks import block_stacks as find_stacks
+from scaffold.inspection.context import InspectContext
+from scaffold.inspection.findings import StackCoverage
+from scaffold.inspection.linear_weights import (
+    LinearWeight,
+    linear_weights,
+    matches_any,
+    router_weights,
+    shape_divisible,
+)
+from scaffold.inspection.moe_support import autoround_unfuses, builtin_replacement, expert_matrices
+from scaffold.inspection.stacks import BlockStack, stack_of
+from scaffold.inspection.stacks import block_stacks as find_stacks
 
 __all__ = ["BlockStack", "block_stacks", "compute_coverage", "coverage_of", "ModelScan", "scan_model"]
 
@@ -48,7 +54,7 @@ def scan_model(model: nn.Module, cached: bool = True) -> ModelScan:
 
 
 def block_stacks(model: nn.Module) -> list[BlockStack]:
-    """Repeated-block stacks of ``model`` (see :mod:`scaffold.stacks`), from the shared scan."""
+    """Repeated-block stacks of ``model`` (see :mod:`scaffold.inspection.stacks`), from the shared scan."""
     return scan_model(model).stacks
 
 

@@ -12,10 +12,10 @@ from typing import Any
 
 from torch import nn
 
-from scaffold.coverage import predefined_ignore_layers, scan_model
-from scaffold.linear_weights import LinearWeight, matches_any, shape_divisible
-from scaffold.moe_support import KNOWN_SPLITS, expert_matrices
-from scaffold.stacks import BlockStack, stack_members
+from scaffold.inspection.coverage import predefined_ignore_layers, scan_model
+from scaffold.inspection.linear_weights import LinearWeight, matches_any, shape_divisible
+from scaffold.inspection.moe_support import KNOWN_SPLITS, expert_matrices
+from scaffold.inspection.stacks import BlockStack, stack_members
 
 
 @dataclass
@@ -163,7 +163,7 @@ def expected_packing(
     layouts: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Layers and weight parameters the adapted AutoRound must pack in ``stacks`` of ``model``, with their share."""
-    from scaffold.quantize import block_weights
+    from scaffold.measure.quantize import block_weights
 
     prediction = predict_after_fix(model, stacks, group_size, ignore_patterns(model, test_data), roles, layouts=layouts)
     excluded = list(test_data.get("block_exclude_classes", []))  # left out of the blocks: not block weights

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from scaffold.errors import ScaffoldError
-from scaffold.plan import TodoItem
-from scaffold.render import ANSWERS_FILE, BASE_KEY, find_todos, read_files, yaml_load
-from scaffold.resolve import ResolvedTarget
+from scaffold.plan.model import TodoItem
+from scaffold.render.folder import ANSWERS_FILE, BASE_KEY, find_todos, read_files, yaml_load
+from scaffold.resolve.target import ResolvedTarget
 
 OLD_TAG, NEW_TAG = "1", "2"  # versions of the temporary template: as new-arch wrote DIR, as rendered now
 TEMPLATE_SUFFIX = ".scaffold-tmpl"  # only the answers file is a template; every other file is copied as is
@@ -84,7 +84,7 @@ def update_adaptation(
     folder: Path, target: ResolvedTarget, answers: dict[str, Any], *, conflict: str = "inline"
 ) -> UpdateResult:
     """Render ``target`` again and merge the change since the recorded base into ``folder``, keeping hand edits."""
-    from scaffold.generate import new_arch
+    from scaffold.plan.generate import new_arch
 
     folder = Path(folder).resolve()
     base: dict[str, str] = answers[BASE_KEY]

@@ -2,7 +2,7 @@
 
 Only ``config.json``, ``generation_config.json`` and remote-code ``*.py`` files are ever
 fetched from the Hub, never weights. Remote code runs only with ``trust_remote_code``, and only
-from the target itself unless ``allow_remote_code_from`` names another source (``scaffold.remote_code``).
+from the target itself unless ``allow_remote_code_from`` names another source (``scaffold.resolve.remote_code``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from scaffold.errors import ScaffoldError, first_line
-from scaffold.remote_code import Origin, allowed_from_env, check_auto_map
+from scaffold.resolve.remote_code import Origin, allowed_from_env, check_auto_map
 
 TRANSFORMERS_PREFIX = "transformers:"
 HUB_FILES = ["config.json", "generation_config.json", "*.py"]
@@ -133,7 +133,7 @@ def _load_config(
 ) -> Any:
     from transformers import AutoConfig
 
-    from scaffold.diagnose import diagnose_load_error
+    from scaffold.resolve.diagnose import diagnose_load_error
 
     model_type = data.get("model_type")
     if not data.get("auto_map"):

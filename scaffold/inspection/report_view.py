@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from scaffold.findings import Finding, InspectReport, Severity
+from scaffold.inspection.findings import Finding, InspectReport, Severity
 
 _SEVERITY_STYLE = {Severity.FAILS: "bold red", Severity.SILENT: "yellow", Severity.OK: "green"}
 _EVIDENCE_WIDTH = 160

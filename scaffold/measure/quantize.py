@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from scaffold.checkpoint_keys import KeyMapper, key_mapper
+from scaffold.measure.checkpoint_keys import KeyMapper, key_mapper
 
 if TYPE_CHECKING:
     from torch import nn
@@ -149,7 +149,7 @@ def run_autoround(
     """
     from auto_round import AutoRound
 
-    from scaffold.precision import apply_bf16_override
+    from scaffold.measure.precision import apply_bf16_override
     from scaffold.tiny.fit import calibration_dataset
 
     apply_bf16_override()  # $SCAFFOLD_AUTOROUND_BF16: run as a bf16 (or non-bf16) CPU would
@@ -345,7 +345,7 @@ def block_coverage(
 
     A packed module counts for the deepest owning module that equals it or contains it, so experts
     unfused into ``experts.3.gate_proj`` still count for the original fused ``experts`` parameters.
-    Export names go through the model's load-direction key rules first (:mod:`scaffold.checkpoint_keys`;
+    Export names go through the model's load-direction key rules first (:mod:`scaffold.measure.checkpoint_keys`;
     ``model`` given as :func:`parameter_shapes` carries them, a plain mapping has none). Packed modules inside
     the blocks that match no counted weight, or whose name the model does not have at all (checkpoint names no
     rule maps back), are listed in ``unmatched_packed``: reported, never dropped.

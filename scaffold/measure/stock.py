@@ -89,7 +89,7 @@ def raised_at(traceback_text: str) -> str | None:
 def text_block_names(model: Any) -> tuple[list[list[str]], list[str]]:
     """Blocks of the model's text stacks (found structurally, not by AutoRound) and, as exact-name regexes, the
     layers AutoRound's predefined ignore rules keep in float."""
-    from scaffold.coverage import block_stacks
+    from scaffold.inspection.coverage import block_stacks
 
     stacks = [stack for stack in block_stacks(model) if stack.modality == "text"] or block_stacks(model)
     return [list(stack.blocks) for stack in stacks], [rf"^{re.escape(name)}$" for name in ignored_layer_names(model)]
@@ -101,7 +101,7 @@ def ignored_layer_names(model: Any) -> list[str]:
     from auto_round.compressors.layer_config_resolver import get_fp_layer_names
 
     from scaffold.autoround_api import quiet_autoround
-    from scaffold.coverage import predefined_ignore_layers
+    from scaffold.inspection.coverage import predefined_ignore_layers
 
     patterns = [p for p in predefined_ignore_layers(model) if p]
     names = [n for n, _ in model.named_modules()]
@@ -139,7 +139,7 @@ def run_stock(tiny: Any, out_dir: Path, *, amp: bool | None = None, checkpoint_c
     """
     import torch
 
-    from scaffold.quantize import count_packed, run_autoround
+    from scaffold.measure.quantize import count_packed, run_autoround
     from scaffold.testkit import tokenizer_for
     from scaffold.tiny.tokenizer import calibration_texts
 
@@ -200,10 +200,11 @@ def counted_coverage(model: Any, packed: Any, blocks: list[list[str]]) -> Counte
     """The share of ``blocks``' weights an export packed, leaving out what AutoRound never packs on purpose.
 
     ``model`` is the unquantized model (as the export's AutoRound saw it: its ignore rules, with an adaptation's
-    registered, come from ``get_predefined_ignore_layers``); ``packed`` is :func:`scaffold.quantize.count_packed`.
+    registered, come from ``get_predefined_ignore_layers``); ``packed`` is
+    :func:`scaffold.measure.quantize.count_packed`.
     Stock runs and generated tests both report this share, so "stock" and "after the fix" compare.
     """
-    from scaffold.quantize import block_coverage, parameter_shapes
+    from scaffold.measure.quantize import block_coverage, parameter_shapes
 
     skipped = not_counted(model)
     exclude = [rf"^{re.escape(name)}$" for name in [*ignored_layer_names(model), *skipped]]
@@ -221,7 +222,7 @@ def stock_on_tiny(ctx: Any) -> StockRun | None:
     """:func:`run_stock` on ``ctx.tiny()`` (memoized per context), None when there is no tiny instance."""
     import tempfile
 
-    from scaffold.context import tiny_or_none
+    from scaffold.inspection.context import tiny_or_none
 
     if "stock_run" not in ctx.probe_results:
         tiny = tiny_or_none(ctx)

@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import nn
 
-from scaffold.linear_weights import LinearWeight, linear_weights
+from scaffold.inspection.linear_weights import LinearWeight, linear_weights
 
 _VISION_KEYS = ("vision", "visual", "image", "img")
 _AUDIO_KEYS = ("audio", "speech", "wav", "waveform")
@@ -135,7 +135,7 @@ def block_stacks(
     """Repeated-block stacks of ``model`` in registration order; blocks nested in a stack are part of it.
 
     ``with_custom``: also return runs of blocks in custom containers (``structural_only``), candidates that
-    :mod:`scaffold.stack_chain` keeps only where the forward runs them as a chain.
+    :mod:`scaffold.inspection.stack_chain` keeps only where the forward runs them as a chain.
     """
     weights = linear_weights(model) if weights is None else weights
     with_linear = _with_linear(weights)

@@ -11,7 +11,7 @@ given as a list of strings, and it exercises the per-sample split of every cache
 The replay runs with AutoRound's ``amp=False`` (float32): the question is structural (does each replayed block get
 the inputs the model gives it?), and in bf16 autocast, which AutoRound uses on CUDA and on bf16 CPUs, a correctly
 fed block already differs by up to ~1e-2, as much as some wrong inputs do. So the verdict is the same on every
-machine; ``scaffold.precision`` reports what the host itself would tune in.
+machine; ``scaffold.measure.precision`` reports what the host itself would tune in.
 """
 
 from __future__ import annotations
@@ -27,8 +27,7 @@ from torch import nn
 
 from scaffold.autoround_api import get_block_names, quiet_autoround
 from scaffold.errors import first_line
-from scaffold.precision import STRUCTURAL_PRECISION
-from scaffold.probes import (
+from scaffold.inspection.probes import (
     BlockCall,
     calibration_samples,
     describe,
@@ -37,9 +36,10 @@ from scaffold.probes import (
     run_forward,
     tiny_speed,
 )
+from scaffold.measure.precision import STRUCTURAL_PRECISION
 
 if TYPE_CHECKING:
-    from scaffold.context import InspectContext
+    from scaffold.inspection.context import InspectContext
 
 TOLERANCE = 1e-4  # float32, amp off: a correctly fed block reproduces the forward to ~1e-6
 BATCH_SIZE = 2
@@ -123,7 +123,7 @@ def _tokenizer(model: nn.Module) -> Any:
 def _autoround(model: nn.Module, samples: list[dict[str, Any]]) -> Any:
     from auto_round import AutoRound
 
-    from scaffold.precision import apply_bf16_override
+    from scaffold.measure.precision import apply_bf16_override
     from scaffold.tiny.fit import own_mask_samples
 
     apply_bf16_override()  # amp is off below either way; the override keeps AutoRound's other defaults as in a run
@@ -302,8 +302,8 @@ def replay_groups(model: nn.Module, notes: list[str]) -> list[list[str]]:
     ``ModuleList``) or misses one, the block_detection fix makes it use the stacks found in the module tree,
     so those are the ones whose replay matters.
     """
+    from scaffold.inspection.stacks import block_stacks
     from scaffold.modes.block_detection.detect import foreign_blocks
-    from scaffold.stacks import block_stacks
 
     groups = [list(group) for group in get_block_names(model) if group]
     stacks = block_stacks(model)

@@ -1,7 +1,7 @@
 """Translate a plan into the runtime plugin: ``<slug>_autoround.py`` adapts the pip-installed auto-round.
 
 The translation is mechanical, so the plugin and a patched checkout run the same source: each edit
-kind (``scaffold/edits.py``) gives its own plugin code (``plugin_definitions``, ``runtime_lines``).
+kind (``scaffold/plan/edits.py``) gives its own plugin code (``plugin_definitions``, ``runtime_lines``).
 
 Names an edit's code uses but the plugin does not define are imported from the AutoRound module
 the edit targets, where the checkout version of the code finds them.
@@ -15,11 +15,11 @@ import symtable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from scaffold.edits import module_alias, module_name
-from scaffold.import_block import format_imports
+from scaffold.plan.edits import module_alias, module_name
+from scaffold.render.import_block import format_imports
 
 if TYPE_CHECKING:
-    from scaffold.plan import Plan
+    from scaffold.plan.model import Plan
 
 __all__ = ["PluginSource", "defined_names", "free_globals", "module_alias", "module_name", "plugin_source"]
 

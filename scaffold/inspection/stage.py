@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from scaffold import autoround_api
-from scaffold.build import CPU_FALLBACK_NOTES, build_meta, count_modules, count_parameters
-from scaffold.context import InspectContext, tiny_or_none
+from scaffold.build.meta import CPU_FALLBACK_NOTES, build_meta, count_modules, count_parameters
 from scaffold.errors import ScaffoldError, first_line
-from scaffold.findings import Finding, InspectReport
+from scaffold.inspection.context import InspectContext, tiny_or_none
+from scaffold.inspection.findings import Finding, InspectReport
 from scaffold.modes import FAILURE_MODES
-from scaffold.resolve import ResolvedTarget
+from scaffold.resolve.target import ResolvedTarget
 from scaffold.versions import stack_versions
 
 
@@ -44,7 +44,7 @@ def inspect_with_context(
     target: ResolvedTarget, *, group_size: int = 128, dynamic: bool = True
 ) -> tuple[InspectReport, InspectContext]:
     """:func:`inspect_target`, also returning the context (meta model, tiny instance) generators use."""
-    from scaffold.coverage import block_stacks, compute_coverage
+    from scaffold.inspection.coverage import block_stacks, compute_coverage
 
     ctx = load_context(target, group_size=group_size, dynamic=dynamic)
     findings = run_detectors(ctx)
@@ -76,7 +76,7 @@ def inspect_with_context(
 
 def _stock_outcome(ctx: InspectContext) -> dict | None:
     """What stock AutoRound did with the tiny instance (float32, memoized with the stock_run probe), for the report."""
-    from scaffold.stock import stock_on_tiny
+    from scaffold.measure.stock import stock_on_tiny
 
     if ctx._tiny is None:
         return None

@@ -16,8 +16,8 @@ from pathlib import Path
 from types import FrameType
 
 from scaffold.errors import ScaffoldError, first_line
-from scaffold.import_needs import PACKAGE_HINTS, package_uses
-from scaffold.removed_apis import find_removed
+from scaffold.resolve.import_needs import PACKAGE_HINTS, package_uses
+from scaffold.resolve.removed_apis import find_removed
 
 Rule = Callable[[BaseException, str], "str | None"]
 

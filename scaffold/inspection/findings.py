@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from scaffold.precision import STRUCTURAL_PRECISION
+from scaffold.measure.precision import STRUCTURAL_PRECISION
 
 SCHEMA_VERSION = "1.1"  # 1.1: inconclusive, precision (and host in the CLI's --json output)
 
@@ -101,7 +101,7 @@ class InspectReport:
     # why dynamic probes could not run (the tiny instance failed to build): the verdict is then inconclusive
     inconclusive: str | None = None
     precision: str = STRUCTURAL_PRECISION  # what the replay and equivalence probes computed in, on every machine
-    # stock AutoRound on the tiny instance, float32 (scaffold.stock.StockRun without the host's amp dtype); None: no run
+    # stock AutoRound on the tiny instance, float32 (measure.stock.StockRun without the host's amp dtype); None: no run
     stock: dict[str, Any] | None = None
     schema_version: str = SCHEMA_VERSION
 

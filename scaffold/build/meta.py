@@ -11,8 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from scaffold.diagnose import diagnose_load_error, load_stage
 from scaffold.errors import ScaffoldError
+from scaffold.resolve.diagnose import diagnose_load_error, load_stage
 
 # Auto classes tried in order: AutoRound quantizes language models first, multimodal ones next.
 AUTO_CLASS_ORDER = (

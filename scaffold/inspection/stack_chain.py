@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from scaffold.stacks import BlockStack, block_stacks
+from scaffold.inspection.stacks import BlockStack, block_stacks
 
 
 @dataclass

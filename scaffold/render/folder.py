@@ -23,10 +23,10 @@ from typing import Any
 
 from scaffold.errors import ScaffoldError
 from scaffold.markers import TODO_MARK
-from scaffold.plan import Plan, TodoItem
-from scaffold.resources import template_path
+from scaffold.plan.model import Plan, TodoItem
+from scaffold.render.resources import template_path
 
-ADAPTATION_TEMPLATE = "adaptation"  # under the installed templates (scaffold.resources)
+ADAPTATION_TEMPLATE = "adaptation"  # under the installed templates (scaffold.render.resources)
 CHECKOUT_DIR = "autoround"  # plan.files go under <out>/autoround/<path in the checkout>
 INSPECT_FILE = "inspect.json"
 EDITS_FILE = "edits.json"

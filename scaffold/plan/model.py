@@ -3,7 +3,7 @@
 Generators (``scaffold/modes/<mode>/generate.py``) fill a :class:`Plan`; the renderer writes the plugin,
 report and test from it; the patcher (``scaffold/patch/``) applies its ``edits`` and ``files``
 to an AutoRound checkout. Paths are relative to the AutoRound checkout root. The edit kinds live in
-``scaffold/edits.py`` and are re-exported here.
+``scaffold/plan/edits.py`` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from scaffold.edits import DictEntry, EditKind, HandlerBranch, IgnoreRule, SequenceItem, TopLevelFunction
+from scaffold.plan.edits import DictEntry, EditKind, HandlerBranch, IgnoreRule, SequenceItem, TopLevelFunction
 
 SPECIAL_MODEL_HANDLER = "auto_round/special_model_handler.py"
 REPLACE_MODULES = "auto_round/modeling/fused_moe/replace_modules.py"
@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 
-Edit = EditKind  # any registered edit kind (scaffold.edits.EDIT_KINDS)
+Edit = EditKind  # any registered edit kind (scaffold.plan.edits.EDIT_KINDS)
 
 
 @dataclass

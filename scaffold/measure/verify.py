@@ -62,7 +62,7 @@ def run_generated_test(
 
     ``allow_remote_code_from`` reaches the test's own target resolution through the environment.
     """
-    from scaffold.remote_code import ALLOW_ENV
+    from scaffold.resolve.remote_code import ALLOW_ENV
 
     test = find_test(generated_dir)
     env = dict(os.environ)

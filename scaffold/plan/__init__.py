@@ -1,0 +1,1 @@
+"""Plan stage: findings -> generation plan (files and registry edits, as data) and what it must achieve."""
