@@ -33,6 +33,7 @@ class Mode(str, Enum):
     BLOCK_REPLAY = "block_replay"
     IGNORE_LAYERS = "ignore_layers"
     MLLM_MISDETECTION = "mllm_misdetection"
+    TIED_WEIGHTS_KEYS = "tied_weights_keys"
     STOCK_RUN = "stock_run"  # stock AutoRound fails on the tiny instance and no other mode explains it
 
 

@@ -18,6 +18,7 @@ from scaffold.modes import (
     mllm_misdetection,
     shared_cache_keys,
     stock_run,
+    tied_weights_keys,
 )
 from scaffold.modes.contract import ModeError, ModeSpec, Registry
 
@@ -32,6 +33,7 @@ REGISTRY = Registry(
         shared_cache_keys.SPEC,
         block_replay.SPEC,
         ignore_layers.SPEC,
+        tied_weights_keys.SPEC,
         # scaffold dev add-mode registers new modes above this line
         stock_run.SPEC,  # last: reads the findings before it (ctx.findings)
     ]
