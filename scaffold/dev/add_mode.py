@@ -40,6 +40,7 @@ SPEC = ModeSpec(
     check=check.CHECK,
     # TODO(scaffold): the corpus case that trips this mode: a tests/archs/<folder> (remote-code model)
     # or "tests.inspect_archs.static_archs:<model_type>" (a hand-written arch, add it to ARCHS).
+    # A model folder written for this mode alone (config.json, auto_map) goes in tests/modes/{name}/.
     fixture="tests/archs/{name}",
     needs_tiny=False,  # True when detect() needs the tiny instance (a dynamic probe)
 )
