@@ -123,3 +123,103 @@ def test_a_forward_that_fails_leaves_the_structural_stacks():
 
     kept, states = confirmed_stacks(model, broken)
     assert [s.path for s in kept] == ["helpers"] and states == {}
+
+
+class Looped(nn.Module):
+    """A recurrent-depth layout (Huginn's): a ModuleDict holding a one-block prelude, a core list run twice per
+    forward (weights shared across iterations) after an adapter, and a one-block coda; a 0-d step counter passed
+    positionally to every block, updated in place by the loop."""
+
+    def __init__(self):
+        super().__init__()
+        self.transformer = nn.ModuleDict(
+            {
+                "wte": nn.Embedding(64, 32),
+                "prelude": nn.ModuleList([Counted()]),
+                "adapter": nn.Linear(64, 32),
+                "core": nn.ModuleList([Counted(), Counted()]),
+                "coda": nn.ModuleList([Counted()]),
+            }
+        )
+        self.head = nn.Linear(32, 64)
+
+    def forward(self, input_ids):
+        step = torch.tensor(-1)
+        embeds = hidden = self.transformer.wte(input_ids)
+        for block in self.transformer.prelude:
+            step += 1
+            hidden = block(hidden, step)
+        for _ in range(2):
+            hidden = self.transformer.adapter(torch.cat([hidden, embeds], dim=-1))
+            for block in self.transformer.core:
+                step += 1
+                hidden = block(hidden, step)
+        for block in self.transformer.coda:
+            step += 1
+            hidden = block(hidden, step)
+        return self.head(hidden)
+
+
+class Counted(Block):
+    def forward(self, hidden, step):  # the step is a 0-d tensor: AutoRound cannot split it per sample
+        assert step.dim() == 0
+        return super().forward(hidden)
+
+
+def test_a_dict_of_block_lists_gives_each_list_a_one_block_list_too():
+    model = Looped().eval()
+    stacks = block_stacks(model)
+    # the ModuleDict is a container of lists, not a stack of two ModuleList "blocks"
+    assert [(s.path, s.count) for s in stacks] == [
+        ("transformer.prelude", 1),
+        ("transformer.core", 2),
+        ("transformer.coda", 1),
+    ]
+    assert {s.block_class for s in stacks} == {"Counted"}
+    kept, states = confirmed_stacks(model, _run(model))
+    assert [s.path for s in kept] == [s.path for s in stacks] and set(states.values()) == {"chained"}
+
+
+def test_a_one_block_list_is_a_stack_only_beside_a_stack_of_its_class():
+    model = nn.Module()
+    model.layers = nn.ModuleList([Block(), Block()])
+    model.extra = nn.ModuleList([Head()])  # one module of another class: not a block stack
+    model.tail = nn.ModuleList([Block()])
+    assert [(s.path, s.count) for s in block_stacks(model)] == [("layers", 2), ("tail", 1)]
+
+
+def _looped_fix(model):
+    from scaffold.modes.block_replay.generate import ReplayFix, render_fix
+
+    fix = ReplayFix("constant", "transformer.core", "zero_dim_tensor", index_keys={"step": 1}, first_call_only=True)
+    namespace: dict = {}
+    exec(render_fix(fix, "toy", "seen"), namespace)  # noqa: S102 - generated code
+    return namespace["_patch_toy_block_replay"](model)
+
+
+def test_the_looped_stack_fix_has_autoround_cache_each_blocks_first_call_only():
+    """AutoRound replaces a block's forward with one that caches its inputs at every call; with the fix, one forward
+    caches one entry per block (the first call, as the per-sample token mask assumes), the step kept out of it and
+    rebuilt per block, and the model computes what it computed before."""
+    torch.manual_seed(0)
+    model = Looped().eval()
+    ids = torch.randint(0, 64, (1, 5))
+    with torch.no_grad():
+        expected = model(ids)
+    _looped_fix(model)
+    cached: dict[str, list] = {}
+    for index, block in enumerate(model.transformer.core):
+
+        def capture(hidden_states=None, *args, block=block, index=index, **kwargs):  # as forward_capture caches
+            if hidden_states is not None:
+                cached.setdefault(f"core.{index}", []).append((hidden_states, sorted(kwargs)))
+            return block.orig_forward(hidden_states, *args, **kwargs)
+
+        block.orig_forward, block.forward = block.forward, capture
+    with torch.no_grad():
+        got = model(ids)
+    assert torch.equal(got, expected)
+    assert {name: len(calls) for name, calls in cached.items()} == {"core.0": 1, "core.1": 1}
+    assert all(keys == [] for calls in cached.values() for _, keys in calls)  # the 0-d step is not cached
+    replayed = model.transformer.core[1](cached["core.1"][0][0])  # replayed alone, the block rebuilds its step
+    assert replayed.shape == cached["core.1"][0][0].shape

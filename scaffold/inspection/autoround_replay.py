@@ -100,6 +100,26 @@ def declared_shared_keys(model_class: str, keys: tuple[str, ...]) -> Iterator[No
             SPECIAL_SHARED_CACHE_KEYS[model_class] = old
 
 
+def _seed_each_forward(module: nn.Module, args: tuple) -> None:
+    torch.manual_seed(0)
+
+
+@contextlib.contextmanager
+def same_draws(model: nn.Module) -> Iterator[None]:
+    """Every forward of ``model`` (and of a copy made inside) starts from the same random state, restored after.
+
+    A forward that draws random numbers (a recurrent-depth model's random initial state) then draws the same in
+    AutoRound's calibration forward of a sample as in the reference forward of that sample (both run one sample
+    per forward), so the replay compares like with like; a forward that draws nothing is unaffected.
+    """
+    with torch.random.fork_rng(devices=[]):
+        handle = model.register_forward_pre_hook(_seed_each_forward)
+        try:
+            yield
+        finally:
+            handle.remove()
+
+
 def reference_calls(model: nn.Module, block_names: list[str], samples: list[dict[str, Any]]) -> dict[str, list]:
     """Each block's calls (inputs and output) in the real forward, one forward per sample."""
     calls: dict[str, list[BlockCall]] = {name: [] for name in block_names}
@@ -245,7 +265,7 @@ def replay_first_blocks(
     run = ReplayRun(shared_keys=(), samples=len(samples))
     first_names = [group[0] for group in groups]
     ar = None
-    with declared_shared_keys(model_class, extra_shared_keys), quiet_autoround(), tiny_speed():
+    with declared_shared_keys(model_class, extra_shared_keys), quiet_autoround(), tiny_speed(), same_draws(model):
         run.shared_keys = tuple(get_shared_keys(model))
         try:
             references = reference_calls(model, [name for group in groups for name in group], samples)

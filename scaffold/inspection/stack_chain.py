@@ -75,7 +75,12 @@ def probe_calls(model: nn.Module, run: Callable[[], Any], stacks: list[BlockStac
 
 
 def chain_state(stack: BlockStack, calls: dict[str, list[Call]]) -> str:
-    """``chained`` (the first two blocks run, block 0's output is block 1's input), ``unchained`` or ``not run``."""
+    """``chained`` (the first two blocks run, block 0's output is block 1's input), ``unchained`` or ``not run``.
+
+    A one-block stack (a one-layer prelude beside a looped core) is a chain of one: ``chained`` once its block runs.
+    """
+    if len(stack.blocks) == 1:
+        return "chained" if stack.blocks[0] in calls else "not run"
     first, second = stack.blocks[0], stack.blocks[1]
     if first not in calls and second not in calls:
         return "not run"

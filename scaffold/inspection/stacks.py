@@ -81,7 +81,10 @@ def _join(prefix: str, name: str) -> str:
 
 
 def _is_block(path: str, module: nn.Module, with_linear: set[str]) -> bool:
-    """A block has structure (submodules) and linear weights; a bare layer is not a block."""
+    """A block has structure (submodules) and linear weights; a bare layer is not a block, and neither is a
+    ModuleList or ModuleDict (a container of lists is not a stack of blocks: it has no forward to call)."""
+    if isinstance(module, (nn.ModuleList, nn.ModuleDict)):
+        return False
     return bool(module._modules) and path in with_linear
 
 
@@ -99,11 +102,31 @@ def _longest_run(children: list[tuple[str, nn.Module]], is_block: list[bool]) ->
     return best
 
 
+def _single_block(path: str, module: nn.Module, with_linear: set[str]) -> BlockStack | None:
+    """A list holding one block: a stack of its own when its class also forms a stack elsewhere (a one-layer
+    prelude or coda around a looped core), decided by :func:`block_stacks`."""
+    children = [(name, child) for name, child in module._modules.items() if child is not None]
+    if _container_kind(module) not in ("ModuleList", "Sequential") or len(children) != 1:
+        return None
+    name, child = children[0]
+    if not _is_block(_join(path, name), child, with_linear):
+        return None
+    return BlockStack(
+        path=path,
+        block_class=type(child).__name__,
+        count=1,
+        container=_container_kind(module) or "custom",
+        linear_params=0,
+        blocks=[_join(path, name)],
+        modality=_modality(path),
+    )
+
+
 def _as_stack(path: str, module: nn.Module, with_linear: set[str]) -> BlockStack | None:
     kind = _container_kind(module)
     children = [(name, child) for name, child in module._modules.items() if child is not None]
     if len(children) < 2:
-        return None
+        return _single_block(path, module, with_linear)
     is_block = [_is_block(_join(path, name), child, with_linear) for name, child in children]
     partial = False
     if kind is None or not all(is_block):
@@ -145,18 +168,31 @@ def block_stacks(
         stack = _as_stack(path, module, with_linear) if path else None
         if stack is not None and (with_custom or not stack.structural_only):
             stacks.append(stack)
-            if not stack.partial:
+            if not stack.partial and stack.count >= 2:
                 return
-        inside = set(stack.blocks) if stack is not None else set()
+        # a mixed container: the blocks are the stack, its other children may hold stacks; a one-block list is
+        # only a candidate (see _with_single_blocks): what its block holds is visited too
+        inside = set(stack.blocks) if stack is not None and stack.count >= 2 else set()
         for name, child in module._modules.items():
             child_path = _join(path, name)
             if child is not None and child_path in with_linear and child_path not in inside:
                 visit(child_path, child)
 
     visit("", model)
+    stacks = _with_single_blocks(stacks)
     for stack in stacks:
         stack.linear_params = sum(w.numel for w in weights if any(w.path.startswith(b + ".") for b in stack.blocks))
     return stacks
+
+
+def _with_single_blocks(stacks: list[BlockStack]) -> list[BlockStack]:
+    """Keep a one-block list only where its block class also forms a stack of two or more blocks; a kept one
+    holds the stacks found inside its block (it is the stack), a dropped one leaves them."""
+    classes = {name for stack in stacks if stack.count >= 2 for name in stack.block_classes}
+    singles = [s for s in stacks if s.count == 1 and s.block_class in classes]
+    inside = [s.blocks[0] + "." for s in singles]
+    kept = [s for s in stacks if s.count >= 2 or s in singles]
+    return [s for s in kept if not any(s.path.startswith(prefix) for prefix in inside)]
 
 
 def stack_of(path: str, stacks: list[BlockStack]) -> BlockStack | None:

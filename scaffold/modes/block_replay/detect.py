@@ -10,6 +10,7 @@ lists of state, integer masks, and inputs that differ per block (per-layer masks
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
@@ -17,7 +18,14 @@ import torch
 from scaffold.inspection.autoround_replay import BATCH_SIZE, BlockReplay, replay_on_tiny
 from scaffold.inspection.context import InspectContext, ProbeUnavailable
 from scaffold.inspection.findings import Finding, Mode, Severity
-from scaffold.inspection.probes import describe, record_block_calls, run_forward, same_value, tensors_in
+from scaffold.inspection.probes import (
+    describe,
+    forward_params,
+    record_block_calls,
+    run_forward,
+    same_value,
+    tensors_in,
+)
 from scaffold.modes.shared_cache_keys.detect import shared_keys
 
 FIXES = {
@@ -37,6 +45,9 @@ FIXES = {
     "previous block's replay to the block (matched per sample by its hidden-states input)",
     "not_cached": "AutoRound does not cache an input the block gets (a non-tensor object such as a KV-sharing "
     "dict): rebuild it per block from the model's forward, or pass it to the block in a wrapper",
+    "looped_block": "the forward calls the blocks of this stack several times (a looped, weight-shared stack), and "
+    "AutoRound caches a block's inputs at every call, one entry per call, where its tuning expects one per sample: "
+    "cache each block's first call of a forward only (the repeated calls run the block uncached)",
     "unknown": "compare the cached inputs in the evidence with the real ones and declare the broken key shared "
     "or rebuild it in prepare_special_model_block_inputs",
 }
@@ -228,7 +239,8 @@ def _scalar(value: Any) -> float | int | bool | None:
 
 
 def per_block_values(ctx: InspectContext, stack: str, keys: list[str]) -> dict[str, list]:
-    """The scalar value each block of ``stack`` gets for ``keys`` in one real forward of the tiny model.
+    """The scalar value each block of ``stack`` gets for ``keys`` at its first call in one real forward of the tiny
+    model, read when the block is called (a model loop may count the layer index in one tensor it updates in place).
 
     AutoRound replays every block with the inputs cached at the first one; these values say whether an input
     is the same for every block (a constant) or differs per block (e.g. a layer index, ``[0, 1, 2]``).
@@ -238,14 +250,37 @@ def per_block_values(ctx: InspectContext, stack: str, keys: list[str]) -> dict[s
         return {}
     tiny = ctx.tiny()
     blocks = [f"{stack}.{name}" for name, _ in tiny.model.get_submodule(stack).named_children()]
-    with record_block_calls(tiny.model, blocks) as recorder, torch.no_grad():
+    seen: dict[str, dict[str, Any]] = {}
+
+    def read(path: str, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        if path not in seen:
+            named = {**dict(zip(forward_params(module), args, strict=False)), **kwargs}
+            seen[path] = {key: _scalar(named.get(key)) for key in keys}
+
+    handles = [
+        tiny.model.get_submodule(b).register_forward_pre_hook(partial(read, b), with_kwargs=True) for b in blocks
+    ]
+    try:
         run_forward(tiny.model, tiny.inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
     values: dict[str, list] = {}
     for key in keys:
-        found = [_scalar(recorder.calls[b][0].inputs.get(key)) if recorder.calls.get(b) else None for b in blocks]
+        found = [seen[b][key] if b in seen else None for b in blocks]
         if found and all(value is not None for value in found):
             values[key] = found
     return values
+
+
+def calls_per_forward(ctx: InspectContext, stack: str) -> int:
+    """How many times one real forward of the tiny model calls a block of ``stack`` (most over its blocks): more
+    than 1 for a looped stack (a recurrent core run several times, weights shared)."""
+    model = ctx.tiny().model
+    blocks = [f"{stack}.{name}" for name, _ in model.get_submodule(stack).named_children()]
+    with record_block_calls(model, blocks) as recorder, torch.no_grad():
+        run_forward(model, ctx.tiny().inputs)
+    return max((len(recorder.calls.get(block, [])) for block in blocks), default=0)
 
 
 def rebuild_facts(ctx: InspectContext, stack: str) -> dict[str, Any]:
@@ -256,8 +291,6 @@ def rebuild_facts(ctx: InspectContext, stack: str) -> dict[str, Any]:
     ``owner_params``: its forward parameters (``inputs_embeds`` is what lets it run from hidden states alone);
     ``output_arity``: 0 when a block returns a tensor, else the length of the tuple it returns.
     """
-    from scaffold.inspection.probes import forward_params
-
     model = ctx.tiny().model
     blocks = [f"{stack}.{name}" for name, _ in model.get_submodule(stack).named_children()]
     with record_block_calls(model, blocks, outputs=True) as recorder, torch.no_grad():
@@ -297,6 +330,10 @@ def _finding(
     if ctx is not None and first is None:
         layout = batch_layout(ctx.tiny().model, replay.block, ctx.tiny().inputs)
     cause = per_block_cause(replay, first) if first else classify(real_inputs, replay.cached, shared, layout)
+    calls = calls_per_forward(ctx, stack) if ctx is not None else 1
+    if calls > 1 and cause.tag == "unknown":
+        detail = f"one forward calls each block of {stack} up to {calls} times; AutoRound caches every call"
+        cause = Cause("looped_block", [], detail)
     mishandled = mishandled_inputs(real_inputs, shared)
     evidence: dict[str, Any] = {
         "stack": stack,
@@ -313,6 +350,8 @@ def _finding(
     }
     if cause.carried:
         evidence["carried_from_previous"] = cause.carried
+    if calls > 1:  # a looped stack: AutoRound must cache each block's first call of a forward only
+        evidence["calls_per_forward"] = calls
     if layout:
         evidence["batch_dims"] = layout
     if mishandled:

@@ -88,10 +88,22 @@ class ReplayFix:
     owner: str = ""  # rebuild: the module holding the stack, whose forward builds the per-block inputs
     owner_params: tuple[str, ...] = ()  # rebuild: its forward parameters
     output_arity: int = 0  # rebuild: 0 when a block returns a tensor, else the length of its output tuple
+    first_call_only: bool = False  # constant: a looped stack; AutoRound caches each block's first call per forward
     reason: str = ""
 
 
 def choose_fix(finding: Finding) -> ReplayFix:
+    fix = _choose_fix(finding)
+    if int(finding.evidence.get("calls_per_forward") or 1) > 1:
+        if fix.rewrite == "constant":
+            fix.first_call_only = True
+        elif fix.rewrite != "skeleton":
+            reason = f"the forward calls each block of `{fix.stack}` several times; a {fix.rewrite} fix caches all"
+            return ReplayFix("skeleton", fix.stack, fix.cause, constant_keys=fix.constant_keys, reason=reason)
+    return fix
+
+
+def _choose_fix(finding: Finding) -> ReplayFix:
     evidence = finding.evidence
     stack = evidence.get("stack") or (finding.modules[0].rsplit(".", 1)[0] if finding.modules else "")
     cause = evidence.get("cause") or "unknown"
@@ -119,6 +131,8 @@ def choose_fix(finding: Finding) -> ReplayFix:
             return _constant_or_index_fix(stack, cause, keys, evidence.get("per_block_values") or {})
         what = CONSTANT_CAUSES.get(cause, "mishandled")
         return ReplayFix("skeleton", stack, cause, reason=f"the probe named no {what} input")
+    if cause == "looped_block":  # nothing to stash: each block's first call of a forward is the one cached
+        return ReplayFix("constant", stack, cause)
     if cause == "per_block_input" and evidence.get("rebuild"):
         return _rebuild_fix(stack, cause, named, evidence["rebuild"])
     carried = evidence.get("carried_from_previous") or {}
@@ -205,6 +219,8 @@ def _constant_note(fix: ReplayFix) -> list[str]:
     if fix.index_keys:
         rebuilt = ", ".join(f"{key} = {offset} + i" for key, offset in fix.index_keys.items())
         parts.append(f"block i of the stack rebuilds its own {rebuilt} (a per-block index)")
+    if fix.first_call_only:
+        parts.append("the forward calls each block several times (a looped stack): AutoRound caches the first call")
     return parts
 
 
@@ -226,6 +242,7 @@ def render_fix(fix: ReplayFix, prefix: str, exception: str) -> str:
         stack_in_owner=fix.stack[len(fix.owner) + 1 :] if fix.owner else fix.stack,
         owner_kwargs=[k for k in ("attention_mask", "position_ids", "use_cache") if k in fix.owner_params],
         output_arity=fix.output_arity,
+        first_call_only=fix.first_call_only,
         constant_note=_constant_note(fix),
         max_rows=CARRY_MAX_ROWS,
         exception=_one_line(exception),
@@ -281,7 +298,7 @@ def generate(finding: Finding, plan: Plan, ctx: InspectContext | None = None) ->
         done[-1]["per_block"] = dict(fix.index_keys)
     what = {
         "alibi": "rebuilds ALiBi inside each block",
-        "constant": f"passes {', '.join(inputs)} uncached",
+        "constant": f"passes {', '.join(inputs)} uncached" if inputs else "caches each block's first call only",
         "carry": f"carries {', '.join(inputs)} from each block's output to the next block",
         "rebuild": f"re-derives {', '.join(inputs)} per block from `{fix.owner or 'the model'}`'s own forward",
         "batch_first": f"hands AutoRound batch-first hidden states (the model passes them with the batch along dim "
@@ -295,6 +312,11 @@ def generate(finding: Finding, plan: Plan, ctx: InspectContext | None = None) ->
     if fix.index_keys:
         rebuilt = ", ".join(f"{key} = {offset} + i" for key, offset in fix.index_keys.items())
         generated.append(f"block i of `{fix.stack}` rebuilds its own {rebuilt} (measured per block on the tiny model)")
+    if fix.first_call_only:
+        generated.append(
+            f"the forward calls each block of `{fix.stack}` several times: AutoRound caches each block's first call "
+            "of a forward only, one entry per sample; the later calls run uncached"
+        )
     if fix.move_dims:
         moved = ", ".join(f"{key} (batch along dim {dim})" for key, dim in fix.move_dims.items())
         generated.append(f"inputs moved to batch-first with the hidden states: {moved}")
