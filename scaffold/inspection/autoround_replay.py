@@ -27,11 +27,11 @@ from torch import nn
 
 from scaffold.autoround_api import get_block_names, quiet_autoround
 from scaffold.errors import first_line
+from scaffold.inspection.hooks import first_tensor
 from scaffold.inspection.probes import (
     BlockCall,
     calibration_samples,
     describe,
-    first_tensor,
     record_block_calls,
     run_forward,
     tiny_speed,
@@ -200,7 +200,7 @@ def _run_and_compare(
     except Exception as exc:  # noqa: BLE001 - the crash is the finding
         result.exception = first_line(exc)
         return result
-    real = [first_tensor(call.output) for call in references]
+    real = [first_tensor(call.output, leading=True) for call in references]
     if not real or any(t is None for t in real):
         result.stage, result.exception = "compare", "the real forward gave no tensor output for this block"
         return result

@@ -1,4 +1,4 @@
-"""Hook helpers for dynamic probes: find block stacks, capture what each block is called with.
+"""Helpers for dynamic probes: find block stacks, record what each block is called with, compare inputs.
 
 Everything here runs on the tiny random instance (``ctx.tiny()``), never on the meta skeleton.
 """
@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from scaffold.inspection.hooks import ModuleCall, capture_calls
 
 
 @dataclass(frozen=True)
@@ -77,49 +79,26 @@ class CallRecorder:
         return bool(self.calls.get(path))
 
 
-def _named_inputs(module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
+def _block_call(module: nn.Module, call: ModuleCall) -> BlockCall:
     names = forward_params(module)
-    named = {names[i] if i < len(names) else f"arg{i}": value for i, value in enumerate(args)}
-    named.update(kwargs)
-    return named
+    inputs = {names[i] if i < len(names) else f"arg{i}": value for i, value in enumerate(call.args)}
+    inputs.update(call.kwargs)
+    return BlockCall(call.path, inputs, call.output, hidden_name=names[0] if names else None)
 
 
 @contextlib.contextmanager
 def record_block_calls(model: nn.Module, block_paths: list[str], outputs: bool = False) -> Iterator[CallRecorder]:
-    """Record every call of the modules at ``block_paths`` while the ``with`` body runs the model."""
+    """Record every call of the modules at ``block_paths`` while the ``with`` body runs the model.
+
+    The calls are captured by :func:`scaffold.inspection.hooks.capture_calls` and land in the recorder, their
+    inputs named, when the body ends.
+    """
     recorder = CallRecorder()
-    handles = []
-    for path in block_paths:
-        module = model.get_submodule(path)
-
-        def pre_hook(mod: nn.Module, args: tuple, kwargs: dict, path: str = path) -> None:
-            names = forward_params(mod)
-            call = BlockCall(path, _named_inputs(mod, args, kwargs), hidden_name=names[0] if names else None)
-            recorder.calls.setdefault(path, []).append(call)
-
-        handles.append(module.register_forward_pre_hook(pre_hook, with_kwargs=True))
-        if outputs:
-
-            def post_hook(mod: nn.Module, args: tuple, kwargs: dict, output: Any, path: str = path) -> None:
-                recorder.calls[path][-1].output = output
-
-            handles.append(module.register_forward_hook(post_hook, with_kwargs=True))
-    try:
+    with capture_calls(model, block_paths, outputs=outputs) as log:
         yield recorder
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-def first_tensor(value: Any) -> torch.Tensor | None:
-    """The tensor a block returns as hidden states (first element of a tuple / ModelOutput)."""
-    if isinstance(value, torch.Tensor):
-        return value
-    if isinstance(value, dict):
-        value = list(value.values())
-    if isinstance(value, (tuple, list)) and value:
-        return first_tensor(value[0])
-    return None
+    for path, calls in log.calls.items():
+        module = model.get_submodule(path)
+        recorder.calls[path] = [_block_call(module, call) for call in calls]
 
 
 def describe(value: Any) -> str:

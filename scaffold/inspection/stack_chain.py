@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from scaffold.inspection.hooks import capture_calls, first_tensor
 from scaffold.inspection.stacks import BlockStack, block_stacks
 
 
@@ -24,23 +25,8 @@ class Call:
     first_out: torch.Tensor | None
 
 
-def _first_tensor(value: Any) -> torch.Tensor | None:
-    if isinstance(value, torch.Tensor):
-        return value
-    if isinstance(value, (tuple, list)):
-        for item in value:
-            found = _first_tensor(item)
-            if found is not None:
-                return found
-    if isinstance(value, dict):
-        return _first_tensor(list(value.values()))
-    if hasattr(value, "to_tuple"):  # a ModelOutput
-        return _first_tensor(value.to_tuple())
-    return None
-
-
 def _tensors(args: tuple, kwargs: dict) -> list[torch.Tensor]:
-    found = [_first_tensor(value) for value in (*args, *kwargs.values())]
+    found = [first_tensor(value) for value in (*args, *kwargs.values())]
     return [tensor for tensor in found if tensor is not None]
 
 
@@ -52,26 +38,15 @@ def _same(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
 
 def probe_calls(model: nn.Module, run: Callable[[], Any], stacks: list[BlockStack]) -> dict[str, list[Call]]:
     """First call of each block of ``stacks`` while ``run()`` runs ``model`` once: {block path: [Call]}."""
-    calls: dict[str, list[Call]] = {}
-    handles = []
-
-    def hook(module, args, kwargs, output, path):
-        if path not in calls:
-            calls[path] = [Call(_tensors(args, kwargs), _first_tensor(output))]
-
-    for stack in stacks:
-        for path in stack.blocks:
-            module = model.get_submodule(path)
-            handles.append(
-                module.register_forward_hook(lambda m, a, k, o, p=path: hook(m, a, k, o, p), with_kwargs=True)
-            )
-    try:
-        with torch.no_grad():
-            run()
-    finally:
-        for handle in handles:
-            handle.remove()
-    return calls
+    paths = [path for stack in stacks for path in stack.blocks]
+    with capture_calls(model, paths) as log, torch.no_grad():
+        run()
+    returned = {path: log.first(path, returned=True) for path in log.calls}
+    return {
+        path: [Call(_tensors(call.args, call.kwargs), first_tensor(call.output))]
+        for path, call in returned.items()
+        if call is not None
+    }
 
 
 def chain_state(stack: BlockStack, calls: dict[str, list[Call]]) -> str:

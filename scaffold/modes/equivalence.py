@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from scaffold.inspection.hooks import capture_calls
 from scaffold.markers import EQUIVALENCE_TOLERANCE
 
 ENTRY_KEYS = ("replacements", "conversions")  # TEST_DATA keys of fused_moe and layer_types, compared in this order
@@ -44,25 +45,6 @@ def _tensors(output: Any) -> list[torch.Tensor]:
     if isinstance(output, list | tuple):
         return [t for item in output for t in _tensors(item)]
     return []
-
-
-def _capture_calls(model: nn.Module, paths: list[str], inputs: dict[str, torch.Tensor]) -> dict[str, tuple]:
-    """The (args, kwargs) each module at ``paths`` is first called with during a forward of ``model``."""
-    calls: dict[str, tuple] = {}
-    handles = []
-    for path in paths:
-
-        def hook(module, args, kwargs, path=path):
-            calls.setdefault(path, (copy.deepcopy(args), copy.deepcopy(kwargs)))
-
-        handles.append(model.get_submodule(path).register_forward_pre_hook(hook, with_kwargs=True))
-    try:
-        with torch.no_grad():
-            model(**inputs)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return calls
 
 
 def _route_every_expert(module: nn.Module, args: tuple, kwargs: dict, entry: dict[str, Any]) -> tuple[tuple, dict]:
@@ -108,17 +90,20 @@ def check_equivalence(
     reference = copy.deepcopy(tiny.model).float().eval()
     adapted = adapt_like_autoround(copy.deepcopy(tiny.model).float().eval())
     paths = [path for entry in entries for path in module_paths(entry)]
-    calls = _capture_calls(reference, paths, tiny.inputs)
+    # the inputs each module is first called with, copied before its forward can change them in place
+    with capture_calls(reference, paths, outputs=False, copy_inputs=True) as log, torch.no_grad():
+        reference(**tiny.inputs)
     for entry in entries:
         for path in module_paths(entry):
             original, new = reference.get_submodule(path), adapted.get_submodule(path)
             if type(new) is type(original):
                 result.problems.append(f"{path}: still {type(original).__name__}, the adaptation did not replace it")
                 continue
-            if path not in calls:
+            call = log.first(path)
+            if call is None:
                 result.problems.append(f"{path}: not called by the model's forward")
                 continue
-            args, kwargs = _route_every_expert(original, *calls[path], entry)
+            args, kwargs = _route_every_expert(original, call.args, call.kwargs, entry)
             with torch.no_grad():
                 expected, got = _tensors(original(*args, **kwargs)), _tensors(new(*args, **kwargs))
             if not expected or len(expected) != len(got):

@@ -12,6 +12,7 @@ import torch
 
 from scaffold.build.meta import instantiate, meta_only_failure, pick_auto_class
 from scaffold.errors import ScaffoldError
+from scaffold.inspection.hooks import first_tensor
 from scaffold.resolve.diagnose import cause_of
 from scaffold.tiny.fit import fit_inputs
 from scaffold.tiny.init import repair_uninitialised
@@ -171,18 +172,11 @@ def check_forward(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> An
     extra = {"use_cache": False} if "use_cache" in forward_parameters(model) else {}
     with torch.no_grad():
         output = model(**inputs, **extra)
-    logits = first_tensor(output)
+    logits = getattr(output, "logits", None)
+    if not isinstance(logits, torch.Tensor):
+        logits = first_tensor(output, floating=True)
     if logits is None:
         raise RuntimeError(f"forward returned no tensor ({type(output).__name__})")
     if not torch.isfinite(logits).all():
         raise RuntimeError("forward gave non-finite logits")
     return output
-
-
-def first_tensor(output: Any) -> torch.Tensor | None:
-    """The logits of a model output (or its first tensor)."""
-    logits = getattr(output, "logits", None)
-    if isinstance(logits, torch.Tensor):
-        return logits
-    values = output.values() if isinstance(output, dict) else output if isinstance(output, (tuple, list)) else [output]
-    return next((v for v in values if isinstance(v, torch.Tensor) and v.is_floating_point()), None)

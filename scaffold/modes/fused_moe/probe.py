@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from scaffold.inspection.hooks import ModuleCall, capture_calls, first_tensor
 from scaffold.markers import EQUIVALENCE_TOLERANCE
 
 SCREEN_TOKENS = 4
@@ -65,35 +66,11 @@ def single_thread():
         torch.set_num_threads(old)
 
 
-@dataclass
-class CapturedCall:
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
-    output: Any
-
-
-def capture_call(module: nn.Module, run: Callable[[], Any]) -> CapturedCall | None:
-    """The first call of ``module`` while ``run()`` executes (None if it is never called)."""
-    calls: list[CapturedCall] = []
-
-    def hook(_mod: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
-        if not calls:
-            calls.append(CapturedCall(args, dict(kwargs), output))
-
-    handle = module.register_forward_hook(hook, with_kwargs=True)
-    try:
+def capture_call(module: nn.Module, run: Callable[[], Any]) -> ModuleCall | None:
+    """The first call of ``module`` that returned while ``run()`` executes (None if there is none)."""
+    with capture_calls(module, [""]) as log:
         run()
-    finally:
-        handle.remove()
-    return calls[0] if calls else None
-
-
-def _first_tensor(value: Any) -> torch.Tensor | None:
-    if isinstance(value, torch.Tensor):
-        return value
-    if isinstance(value, (tuple, list)) and value and isinstance(value[0], torch.Tensor):
-        return value[0]
-    return None
+    return log.first("", returned=True)
 
 
 def expert_counts(module: nn.Module) -> list[int]:
@@ -112,7 +89,7 @@ def _signature(forward: Callable) -> list[str]:
     return names
 
 
-def _bind(module: nn.Module, call: CapturedCall) -> dict[str, Any]:
+def _bind(module: nn.Module, call: ModuleCall) -> dict[str, Any]:
     try:
         return dict(inspect.signature(type(module).forward).bind(module, *call.args, **call.kwargs).arguments)
     except TypeError:
@@ -130,7 +107,7 @@ def _sizes(value: Any) -> list[int] | None:
     return None
 
 
-def call_convention(module: nn.Module, call: CapturedCall, hidden_size: int) -> dict[str, Any]:
+def call_convention(module: nn.Module, call: ModuleCall, hidden_size: int) -> dict[str, Any]:
     """Which captured argument is the hidden states and how rows are routed to experts (see module docstring)."""
     signature = _signature(type(module).forward)
     bound = _bind(module, call)
@@ -307,10 +284,10 @@ def _layouts(params: dict[str, torch.Tensor], hidden_size: int, has_bias: bool, 
 
 
 def probe_layout(
-    module: nn.Module, call: CapturedCall, convention: dict[str, Any], hidden_act: str | None
+    module: nn.Module, call: ModuleCall, convention: dict[str, Any], hidden_act: str | None
 ) -> dict[str, Any]:
     """Replay ``call`` against candidate layouts; ``probed: true`` with the first one that reproduces the output."""
-    output = _first_tensor(call.output)
+    output = first_tensor(call.output, leading=True)
     if convention["convention"] not in CONVENTIONS or output is None:
         return {
             "probed": False,
