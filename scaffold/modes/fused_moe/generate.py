@@ -187,6 +187,12 @@ def module_path(model_type: str) -> str:
     return f"auto_round.modeling.fused_moe.{identifier(model_type)}"
 
 
+def registry_key(finding: Finding, plan: Plan) -> str:
+    """The ``BUILTIN_MODULES`` key: the ``config.model_type`` of the model as built, which AutoRound reads (a text
+    model class of a multimodal checkpoint carries its text config's type), else the plan's."""
+    return str(finding.evidence.get("model_type") or plan.model_type)
+
+
 def render_replacement(layout: ExpertsLayout) -> str:
     """Source of the expert MLP and replacement classes for ``layout``."""
     return render_code(
@@ -222,21 +228,22 @@ def generate(finding: Finding, plan: Plan, ctx: InspectContext | None = None) ->
     layout = read_layout(finding)
     code = render_replacement(layout)
     imports = IMPORTS if layout.skeleton else IMPORTS + MATERIALIZE_IMPORTS
-    module = module_path(plan.model_type)
+    key = registry_key(finding, plan)
+    module = module_path(key)
     path = module.replace(".", "/") + ".py"
     existing = next((f for f in plan.files if f.path == path), None)
-    docstring = f"Per-expert ``nn.Linear`` replacements for the fused experts of ``{plan.model_type}``."
+    docstring = f"Per-expert ``nn.Linear`` replacements for the fused experts of ``{key}``."
     content = add_to_module(existing.content if existing else None, docstring, imports, code)
     if existing:
         existing.content = content
     else:
         plan.files.append(GeneratedFile(path=path, content=content))
-    if not any(isinstance(e, DictEntry) and e.registry == REGISTRY and e.key == plan.model_type for e in plan.edits):
+    if not any(isinstance(e, DictEntry) and e.registry == REGISTRY and e.key == key for e in plan.edits):
         plan.edits.append(
             DictEntry(
                 file=REPLACE_MODULES,
                 registry=REGISTRY,
-                key=plan.model_type,
+                key=key,
                 value=f"LazyImport({py_str(module)})",
                 runtime_value="LazyImport(__name__)",
             )
@@ -252,7 +259,7 @@ def generate(finding: Finding, plan: Plan, ctx: InspectContext | None = None) ->
             summary=finding.summary,
             generated=[
                 f"{'skeleton ' if layout.skeleton else ''}`{replacement}` for `{layout.original_class}` in {path}",
-                f'`{REGISTRY}["{plan.model_type}"] = LazyImport("{module}")` in {REPLACE_MODULES}',
+                f'`{REGISTRY}["{key}"] = LazyImport("{module}")` in {REPLACE_MODULES}',
             ],
             todos=todos,
         )
