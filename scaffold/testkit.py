@@ -89,18 +89,25 @@ def registry_problems(model: nn.Module, test_data: dict[str, Any]) -> list[str]:
     ]
 
 
+def _replacing_modes() -> tuple[str, ...]:
+    """The modes (``TEST_DATA`` keys) whose replaced modules the equivalence test compares."""
+    from scaffold.modes import REGISTRY
+
+    return tuple(REGISTRY.checked_by("test_replacements_match_the_original_modules"))
+
+
 def check_equivalence(tiny: Any, test_data: dict[str, Any], tolerance: float = EQUIVALENCE_TOLERANCE) -> Any:
     """Each replaced or converted module computes what the original did (``scaffold/modes/equivalence.py``)."""
     from scaffold.modes.equivalence import check_equivalence as check
 
-    return check(tiny, test_data, tolerance)
+    return check(tiny, test_data, tolerance, keys=_replacing_modes())
 
 
 def compared_paths(test_data: dict[str, Any]) -> list[str]:
     """Every module path the equivalence check must compare."""
-    from scaffold.modes.equivalence import compared_paths as paths
+    from scaffold.modes.equivalence import entries_of, module_paths
 
-    return paths(test_data)
+    return [path for entry in entries_of(test_data, _replacing_modes()) for path in module_paths(entry)]
 
 
 @dataclass

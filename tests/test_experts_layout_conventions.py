@@ -176,7 +176,7 @@ def test_probe_measures_the_convention_and_generated_replacement_matches(kind, t
     plan = Plan(model_type="toy_moe", model_class="ToyForCausalLM")
     fused_moe.generate(_finding(module, convention, layout), plan)
     assert not plan.items[0].todos
-    (facts,) = plan.test_data["replacements"]
+    (facts,) = plan.test_data["fused_moe"]
     assert facts["convention"] == convention_name and not facts["skeleton"]
     assert (facts["index_arg"] is None) == (convention_name != "topk")
     generated = import_source(plan.files[0].content, tmp_path, f"gen_conv_{kind}")

@@ -35,7 +35,7 @@ def test_block_detection_registers_a_function_that_reads_the_stacks_at_run_time(
     assert isinstance(function, TopLevelFunction) and function.name == "_get_toy_moe_multimodal_block"
     assert function.before == "SPECIAL_MULTIMODAL_BLOCK"
     assert entry == DictEntry(SPECIAL_MODEL_HANDLER, "SPECIAL_MULTIMODAL_BLOCK", "toy-moe", function.name)
-    assert plan.test_data["block_stacks"] == ["model.layers"]  # vision only with quant_vision
+    assert plan.test_data["block_detection"]["stacks"] == ["model.layers"]  # vision only with quant_vision
 
     import torch
     from torch import nn
@@ -115,7 +115,7 @@ def test_mllm_misdetection_adds_the_model_type_to_the_exemptions():
     plan = new_plan()
     mllm_misdetection.generate(finding(Mode.MLLM_MISDETECTION, reason="config key vision_config"), plan, None)
     assert plan.edits == [SequenceItem("auto_round/utils/model.py", "_LLM_ONLY_MODEL_TYPES", "toy-moe")]
-    assert plan.test_data["llm_only"] is True
+    assert plan.test_data["mllm_misdetection"] == {"llm_only": True}
 
 
 def test_literal_writer_round_trips_and_is_ruff_stable(tmp_path):

@@ -233,7 +233,7 @@ def test_fused_moe_replacement_is_equivalent(layout, tmp_path, replacement_regis
         got = replacement(hidden_states=hidden, top_k_index=index, top_k_weights=weights)
     assert (got - expected).abs().max().item() <= TOL
 
-    (facts,) = plan.test_data["replacements"]
+    (facts,) = plan.test_data["fused_moe"]
     assert facts["replacement_class"] == "LinearToyExperts" and facts["num_experts"] == 4
     assert facts["convention"] == "topk" and not facts["skeleton"]
     (entry,) = plan.edits
@@ -289,7 +289,7 @@ def test_fused_moe_skeleton_fails_until_finished(problem, tmp_path, replacement_
     fused_moe.generate(finding, plan)
     content = plan.files[0].content
     assert "TODO(scaffold)" in content and plan.items[0].todos
-    assert plan.test_data["replacements"][0]["skeleton"]
+    assert plan.test_data["fused_moe"][0]["skeleton"]
     ruff_clean(content, tmp_path)
     module = import_source(content, tmp_path, f"gen_moe_skeleton_{problem}")
     with pytest.raises(NotImplementedError, match="TODO"):
@@ -600,7 +600,7 @@ def test_layer_types_conversion_is_equivalent(tmp_path):
     with torch.no_grad():
         diff = model(input_ids=input_ids).logits - reference(input_ids=input_ids).logits
     assert diff.abs().max().item() <= TOL
-    (facts,) = plan.test_data["conversions"]
+    (facts,) = plan.test_data["layer_types"]
     assert facts["class"] == "CustomLinear" and not facts["skeleton"]
 
 
@@ -613,7 +613,7 @@ def test_layer_types_inexact_class_is_a_failing_skeleton(tmp_path):
     functions = [e for e in plan.edits if isinstance(e, TopLevelFunction)]
     assert len(functions) == 1 and sum(isinstance(e, HandlerBranch) for e in plan.edits) == 1
     assert "TODO(scaffold)" in functions[0].code and plan.items[-1].todos
-    assert all(c["skeleton"] for c in plan.test_data["conversions"])
+    assert all(c["skeleton"] for c in plan.test_data["layer_types"])
     ruff_clean(functions_source(plan), tmp_path)
     namespace = patched_namespace(plan, tmp_path, "gen_layer_types_skeleton")
     with pytest.raises(NotImplementedError, match="TODO"):
@@ -758,7 +758,7 @@ def apply_plan(plan: Plan, model: nn.Module, tmp_path: Path, name: str) -> None:
         import_source(file.content, tmp_path, f"{name}_file{index}")
     from auto_round.modeling.fused_moe.replace_modules import ReplacementModuleBase, materialize_model_
 
-    for facts in plan.test_data.get("replacements", []):
+    for facts in plan.test_data.get("fused_moe", []):
         for path in facts["module_paths"]:
             original = model.get_submodule(path)
             replacement_cls = ReplacementModuleBase.get_replacement_class(type(original).__name__)
@@ -793,7 +793,7 @@ def test_generated_code_from_real_findings_keeps_the_model_equivalent(target, mo
     reference = copy.deepcopy(model)
     name = "gen_" + target.replace(":", "_")
     apply_plan(plan, model, tmp_path, name)
-    for facts in plan.test_data.get("replacements", []):  # every expert routed, per experts module
+    for facts in plan.test_data.get("fused_moe", []):  # every expert routed, per experts module
         for path in facts["module_paths"]:
             tokens = torch.randn(24, model.config.hidden_size)
             index, weights = every_expert_routing(24, facts["num_experts"])

@@ -68,7 +68,7 @@ def test_a_config_class_without_model_type_is_reached_through_its_architecture(r
     assert plan.model_type == "toy-moe"
     assert DictEntry(model_key.UTILS_MODEL, model_key.REGISTRY, "ToyMoeForCausalLM", '"toy-moe"') in plan.edits
     assert "ArchitectureMatcher" in next(e.call for e in plan.edits if e.kind == "ignore_rule")
-    assert plan.test_data["block_exclude_classes"] == ["ToyMTPLayer"]
+    assert plan.test_data["block_detection"]["exclude_classes"] == ["ToyMTPLayer"]
     loaded = from_file if read_from == "config.json" else NamelessConfig.from_dict(from_file.to_dict())
     assert _registered(plan, loaded) == ("toy-moe", True)
 

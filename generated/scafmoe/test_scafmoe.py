@@ -49,7 +49,7 @@ PREDICTED = {
 }
 # Facts the checks below use (written by the generators).
 TEST_DATA = {
-    "replacements": [
+    "fused_moe": [
         {
             "original_class": "ScafMoeFusedExperts",
             "replacement_class": "LinearScafMoeFusedExperts",
@@ -85,13 +85,19 @@ def test_adaptation_is_finished():
 
 
 def test_autoround_registries_know_the_model(tiny):
-    if not {"block_stacks", "shared_cache_keys", "ignore_layers", "llm_only"} & set(TEST_DATA):
+    if not {
+        "block_detection",
+        "mllm_misdetection",
+        "shared_cache_keys",
+        "ignore_layers",
+        "tied_weights_keys",
+    } & set(TEST_DATA):
         pytest.skip("the adaptation changes no registry this test reads")
     assert testkit.registry_problems(tiny.model, TEST_DATA) == []
 
 
 def test_replacements_match_the_original_modules(tiny):
-    if not TEST_DATA.get("replacements") and not TEST_DATA.get("conversions"):
+    if not TEST_DATA.get("layer_types") and not TEST_DATA.get("fused_moe"):
         pytest.skip("the adaptation replaces no module")
     result = testkit.check_equivalence(tiny, TEST_DATA, tolerance=TOLERANCE)
     assert result.problems == []

@@ -73,8 +73,9 @@ from scaffold.plan.model import Plan, PlanItem
 
 
 def generate(finding: Finding, plan: Plan, ctx: InspectContext | None = None) -> None:
-    # TODO(scaffold): append edits (scaffold/plan/edits.py kinds) to plan.edits, and the facts check.py reads to
-    # plan.test_data["{name}"]; say what was generated in the PlanItem (and what a human must still do in todos).
+    # TODO(scaffold): append edits (scaffold/plan/edits.py kinds) to plan.edits, and the facts check.py reads, a dict
+    # or a list, to plan.test_data["{name}"] (the mode's only TEST_DATA key: build_plan refuses any other); say what
+    # was generated in the PlanItem (and what a human must still do in todos).
     plan.items.append(PlanItem(mode=finding.mode.value, summary=finding.summary, generated=[], todos=[finding.fix]))
 '''
         ),
@@ -90,8 +91,8 @@ from scaffold.modes.contract import Check
 
 
 def problems(tiny: Any, test_data: Mapping[str, Any]) -> list[str]:
-    # TODO(scaffold): read test_data.get("{name}") and list what the adapted AutoRound still gets wrong about
-    # tiny.model ([] when fixed, or when the generator recorded nothing).
+    # TODO(scaffold): read test_data.get("{name}") (this mode's facts, as its generator wrote them) and list what
+    # the adapted AutoRound still gets wrong about tiny.model ([] when fixed, or when the generator recorded nothing).
     return []
 
 
@@ -110,6 +111,8 @@ TODO(scaffold): one paragraph: what stock AutoRound gets wrong, how the detector
 | code templates | `templates/modes/{name}/` |
 | corpus fixture | `SPEC.fixture` in `scaffold/modes/{name}/__init__.py` |
 | tests | `tests/modes/{name}/` |
+
+`TEST_DATA["{name}"]`: TODO(scaffold): the facts the generator records for the check (a dict or a list).
 """,
         f"templates/modes/{name}/{name}.py.jinja": (
             f"{{# Code the {name} generator renders with "

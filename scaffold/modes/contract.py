@@ -10,7 +10,7 @@ order; ``docs/adding-a-mode.md`` walks through adding one.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from scaffold.inspection.findings import Mode
@@ -55,7 +55,7 @@ class Check:
     """What the generated test verifies for a mode once the adaptation is applied.
 
     ``test`` names the generated test that runs it (one of :data:`GENERATED_TESTS`); ``problems`` reads the
-    mode's own ``TEST_DATA`` keys and lists what the adapted AutoRound still gets wrong (empty: fixed). A mode
+    mode's own ``TEST_DATA[<mode value>]`` and lists what the adapted AutoRound still gets wrong (empty: fixed). A mode
     whose fix only shows in what AutoRound packs has ``problems=None`` and the prediction test as ``test``.
     """
 
@@ -75,8 +75,8 @@ class ModeSpec:
 
     ``fixture`` is the corpus case that trips the mode: ``tests/...`` (a model folder) or
     ``tests.inspect_archs.<module>:<model_type>`` (a hand-written arch); ``tests/modes/<mode>/`` tests it.
-    ``test_data_keys`` are the generated ``TEST_DATA`` keys the mode owns (default: its value); no two modes
-    share one, and the generator may write no other (checked by ``scaffold.plan.generate.build_plan``).
+    The generator writes its check's facts under one ``TEST_DATA`` key, the mode's value, as a dict or a list
+    (:meth:`test_data_problem`, enforced by ``scaffold.plan.generate.build_plan``).
     """
 
     mode: Mode
@@ -86,7 +86,6 @@ class ModeSpec:
     fixture: str
     needs_tiny: bool = False  # the detector needs the tiny instance (a dynamic probe), not only the meta skeleton
     depends_on: tuple[Mode, ...] = ()  # modes whose findings it reads (ctx.findings): registered before it
-    test_data_keys: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
         name = getattr(self.mode, "value", self.mode)
@@ -102,16 +101,27 @@ class ModeSpec:
             raise ModeError(f"{name}: no corpus fixture (a tests/ folder or tests.inspect_archs case)")
         if self.mode in self.depends_on or not all(isinstance(m, Mode) for m in self.depends_on):
             raise ModeError(f"{name}: depends_on must list other Mode members")
-        if not self.test_data_keys:
-            object.__setattr__(self, "test_data_keys", (self.mode.value,))
 
     @property
     def name(self) -> str:
         return self.mode.value
 
+    def test_data_problem(self, before: Mapping[str, Any], after: Mapping[str, Any]) -> str | None:
+        """How one generator call, ``before`` -> ``after`` (a deep copy, then the plan's), broke the ``TEST_DATA``
+        rule (None: it did not): a mode writes one key, its value, holding a dict or a list, and no other key.
+        """
+        changed = sorted(key for key in {*before, *after} - {self.name} if before.get(key) != after.get(key))
+        if changed:
+            return f"the {self.name} generator wrote TEST_DATA keys other than {self.name!r}: {changed}"
+        facts = after.get(self.name)
+        if self.name in after and not isinstance(facts, dict | list):
+            kind = type(facts).__name__
+            return f"the {self.name} generator wrote TEST_DATA[{self.name!r}] as a {kind}, not a dict or a list"
+        return None
+
 
 class Registry:
-    """The registered modes in detection order; refuses duplicates, unknown dependencies and shared keys."""
+    """The registered modes in detection order; refuses duplicates and unknown dependencies."""
 
     def __init__(self, specs: Iterable[ModeSpec] = ()) -> None:
         self.specs: list[ModeSpec] = []
@@ -127,10 +137,6 @@ class Registry:
         missing = [m.value for m in spec.depends_on if m not in known]
         if missing:
             raise ModeError(f"{spec.name} depends on {missing}, which must be registered before it")
-        owner = {key: s.name for s in self.specs for key in s.test_data_keys}
-        shared = [f"{key} (owned by {owner[key]})" for key in spec.test_data_keys if key in owner]
-        if shared:
-            raise ModeError(f"{spec.name}: TEST_DATA keys already owned: {', '.join(shared)}")
         self.specs.append(spec)
         return spec
 
@@ -140,13 +146,14 @@ class Registry:
                 return spec
         raise KeyError(mode)
 
+    def checked_by(self, test: str) -> list[str]:
+        """The modes whose check runs in generated test ``test``: the ``TEST_DATA`` keys it reads."""
+        return [spec.name for spec in self.specs if spec.check.test == test and spec.check.problems is not None]
+
     def missing(self) -> list[str]:
         """Mode members no spec registers (a mode added to ``findings.Mode`` but not here)."""
         known = {s.mode for s in self.specs}
         return [m.value for m in Mode if m not in known]
-
-    def key_owner(self, key: str) -> ModeSpec | None:
-        return next((s for s in self.specs if key in s.test_data_keys), None)
 
     def __iter__(self):
         return iter(self.specs)

@@ -7,6 +7,7 @@ optionally patch an AutoRound checkout, and render ``generated/<slug>`` atomical
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,8 @@ from scaffold.errors import ScaffoldError
 from scaffold.inspection.context import InspectContext, tiny_or_none
 from scaffold.inspection.findings import InspectReport, Mode, Severity
 from scaffold.markers import TOLERANCE_LITERAL
-from scaffold.modes import ModeError, by_mode
+from scaffold.modes import REGISTRY, ModeError, by_mode
+from scaffold.modes.contract import GENERATED_TESTS
 from scaffold.patch.checkout import supported_range
 from scaffold.plan.model import Plan, PlanItem
 from scaffold.plan.runtime_plugin import plugin_source
@@ -51,12 +53,12 @@ def build_plan(report: InspectReport, ctx: InspectContext | None = None) -> tupl
     for index, finding in enumerate(report.findings):
         if finding.severity is Severity.OK:
             continue
-        before, keys = len(plan.items), set(plan.test_data)
+        before, test_data = len(plan.items), copy.deepcopy(plan.test_data)
         spec = by_mode(finding.mode)
         spec.generator.generate(finding, plan, ctx)
-        foreign = sorted(set(plan.test_data) - keys - set(spec.test_data_keys))
-        if foreign:  # TEST_DATA is keyed by mode: each check reads only the keys its mode declares
-            raise ModeError(f"the {spec.name} generator wrote TEST_DATA keys it does not declare: {foreign}")
+        broken = spec.test_data_problem(test_data, plan.test_data)
+        if broken:  # TEST_DATA is keyed by mode: each check reads only TEST_DATA[<its mode value>]
+            raise ModeError(broken)
         items[index] = plan.items[before:]
     model_key.generate(plan, ctx)  # keyed registrations reach a model whose config class has no model_type
     return plan, items
@@ -70,8 +72,9 @@ def _installed_autoround() -> str:
 
 def _stacks(report: InspectReport, plan: Plan) -> list[str]:
     """Stack paths AutoRound quantizes once adapted (generated block detection, else its own)."""
-    if plan.test_data.get("block_stacks"):
-        return list(plan.test_data["block_stacks"])
+    stacks = plan.test_data.get(Mode.BLOCK_DETECTION.value, {}).get("stacks")
+    if stacks:
+        return list(stacks)
     return list(dict.fromkeys(names[0].rsplit(".", 1)[0] for names in report.autoround_blocks if names))
 
 
@@ -216,6 +219,7 @@ def render_adaptation(
         "plugin_imports": source.imports,
         "plugin_body": source.body(),
         "test_constants": constants_source(slug, target, target_path, plan, prediction, group_size),
+        "checked_modes": {test: REGISTRY.checked_by(test) for test in GENERATED_TESTS},  # the TEST_DATA keys each reads
         "report": report_data(report, plan, items, prediction),
     }
     return render_folder(

@@ -13,6 +13,7 @@ from typing import Any
 from torch import nn
 
 from scaffold.inspection.coverage import predefined_ignore_layers, scan_model
+from scaffold.inspection.findings import Mode
 from scaffold.inspection.linear_weights import LinearWeight, matches_any, shape_divisible
 from scaffold.inspection.moe_support import KNOWN_SPLITS, expert_matrices
 from scaffold.inspection.stacks import BlockStack, stack_members
@@ -145,8 +146,11 @@ def stack_block_names(model: nn.Module, stacks: list[str], exclude_classes: Any 
 
 
 def ignore_patterns(model: nn.Module, test_data: dict[str, Any]) -> list[str]:
-    """The layer names AutoRound leaves in float on ``model`` once adapted (generated rule, else its own rules)."""
-    ignore = test_data.get("ignore_layers")
+    """The layer names AutoRound leaves in float on ``model`` once adapted (generated rule, else its own rules).
+
+    ``test_data`` is the generated ``TEST_DATA`` (keyed by mode), as in :func:`expected_packing`.
+    """
+    ignore = test_data.get(Mode.IGNORE_LAYERS.value)
     if not ignore:
         return predefined_ignore_layers(model)
     suffixes = tuple(ignore["router_suffixes"])
@@ -166,7 +170,8 @@ def expected_packing(
     from scaffold.measure.quantize import block_weights
 
     prediction = predict_after_fix(model, stacks, group_size, ignore_patterns(model, test_data), roles, layouts=layouts)
-    excluded = list(test_data.get("block_exclude_classes", []))  # left out of the blocks: not block weights
+    blocks = test_data.get(Mode.BLOCK_DETECTION.value, {})
+    excluded = list(blocks.get("exclude_classes", []))  # left out of the blocks: not block weights
     total = sum(block_weights(model, stack_block_names(model, stacks, excluded)).values())
     return {
         "stacks": stacks,

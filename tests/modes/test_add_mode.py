@@ -121,4 +121,7 @@ def test_a_filled_toy_mode_passes_the_self_test_and_runs_end_to_end(tmp_path):
     arch = _run(root, "-m", "scaffold", "new-arch", *target)
     assert arch.returncode == 0, arch.stderr[-3000:]
     assert "toy_mode" in (out / "REPORT.md").read_text()
-    assert '"toy_mode": {' in (out / "test_scaflin.py").read_text()
+    test = (out / "test_scaflin.py").read_text()
+    assert '"toy_mode": {' in test  # its facts, under its mode value
+    registries = test[test.index("def test_autoround_registries_know_the_model") :].split("& set(TEST_DATA)")[0]
+    assert '"toy_mode"' in registries  # that test runs its check: the registry names the keys each test reads

@@ -80,27 +80,63 @@ def test_a_check_names_a_generated_test():
         Check(test="test_something_else")
 
 
-def test_the_registry_refuses_duplicates_late_dependencies_and_shared_keys():
+def test_the_registry_refuses_duplicates_and_late_dependencies():
     cache, replay = by_mode(Mode.SHARED_CACHE_KEYS), by_mode(Mode.BLOCK_REPLAY)
     with pytest.raises(ModeError, match="twice"):
         Registry([cache, cache])
     with pytest.raises(ModeError, match="registered before"):
         Registry([replay, cache])
-    with pytest.raises(ModeError, match="already owned"):
-        Registry([cache, ModeSpec(**{**replay.__dict__, "test_data_keys": ("shared_cache_keys",)})])
 
 
-def test_a_generator_writing_another_modes_test_data_fails(monkeypatch):
+def _build_plan_with(monkeypatch, generate):
+    """``build_plan`` on a fused_moe finding (its facts recorded), then an mllm_misdetection one run by ``generate``."""
     from scaffold.inspection.findings import InspectReport
-    from scaffold.plan import generate
+    from scaffold.plan import generate as new_arch
 
-    spec = by_mode(Mode.MLLM_MISDETECTION)
+    def fused_moe(finding, plan, ctx=None):
+        plan.test_data["fused_moe"] = [{"modules": ["model.experts"]}]
 
+    monkeypatch.setattr(by_mode(Mode.FUSED_MOE).generator, "generate", fused_moe)
+    monkeypatch.setattr(by_mode(Mode.MLLM_MISDETECTION).generator, "generate", generate)
+    found = [Finding(mode, Severity.FAILS, mode.value, "fix") for mode in (Mode.FUSED_MOE, Mode.MLLM_MISDETECTION)]
+    report = InspectReport("t", "toy", "ToyForCausalLM", "ToyConfig", 0, 0, [], [], [], found, {}, False)
+    return new_arch.build_plan(report, None)[0]
+
+
+def test_a_generator_writes_its_facts_under_its_mode_value(monkeypatch):
+    def tidy(finding, plan, ctx=None):
+        plan.test_data["mllm_misdetection"] = {"llm_only": True}
+
+    plan = _build_plan_with(monkeypatch, tidy)
+    assert plan.test_data == {"fused_moe": [{"modules": ["model.experts"]}], "mllm_misdetection": {"llm_only": True}}
+
+
+@pytest.mark.parametrize(
+    "write, message",
+    [
+        (lambda data: data.update(block_detection={"stacks": ["model.layers"]}), "'block_detection'"),  # another's
+        (lambda data: data.update(llm_only=True), "'llm_only'"),  # a free key (the old layout)
+        (lambda data: data.update(mllm_misdetection=True), "a bool, not a dict or a list"),  # its key, not a dict
+        (lambda data: data["fused_moe"].append({"modules": []}), "'fused_moe'"),  # another's facts, in place
+        (lambda data: data.pop("fused_moe"), "'fused_moe'"),
+    ],
+)
+def test_a_generator_breaking_the_test_data_rule_fails(monkeypatch, write, message):
     def sloppy(finding, plan, ctx=None):
-        plan.test_data["block_stacks"] = ["model.layers"]  # block_detection's key
+        write(plan.test_data)
 
-    monkeypatch.setattr(spec.generator, "generate", sloppy)
-    finding = Finding(Mode.MLLM_MISDETECTION, Severity.FAILS, "mllm", "fix")
-    report = InspectReport("t", "toy", "ToyForCausalLM", "ToyConfig", 0, 0, [], [], [], [finding], {}, False)
-    with pytest.raises(ModeError, match="block_stacks"):
-        generate.build_plan(report, None)
+    with pytest.raises(ModeError, match=message):
+        _build_plan_with(monkeypatch, sloppy)
+
+
+@pytest.mark.parametrize("spec", FAILURE_MODES, ids=lambda spec: spec.name)
+def test_every_generator_keys_its_facts_by_its_mode_on_its_fixture(spec):
+    from scaffold.inspection.findings import InspectReport
+    from scaffold.plan.generate import build_plan
+    from tests.modes.fixtures import fixture_findings, problem_modes
+
+    found = fixture_findings(spec.mode)
+    report = InspectReport("t", "toy", "ToyForCausalLM", "ToyConfig", 0, 0, [], [], [], found, {}, False)
+    plan, _ = build_plan(report, None)  # refuses a generator that writes any other key
+    assert set(plan.test_data) <= set(problem_modes(found))
+    assert all(isinstance(facts, dict | list) for facts in plan.test_data.values())

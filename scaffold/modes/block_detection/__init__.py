@@ -10,5 +10,4 @@ SPEC = ModeSpec(
     generator=generate,
     check=check.CHECK,
     fixture="tests.inspect_archs.static_archs:sa_decoy",
-    test_data_keys=("block_stacks", "block_exclude_classes"),
 )

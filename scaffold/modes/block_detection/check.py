@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from scaffold.inspection.findings import Mode
 from scaffold.modes.contract import Check
 
 
 def problems(tiny: Any, test_data: Mapping[str, Any]) -> list[str]:
     from auto_round.utils import model as utils_model
 
-    stacks = test_data.get("block_stacks")
+    stacks = test_data.get(Mode.BLOCK_DETECTION.value, {}).get("stacks")
     if not stacks:
         return []
     found = [sorted({name.rsplit(".", 1)[0] for name in names}) for names in utils_model.get_block_names(tiny.model)]

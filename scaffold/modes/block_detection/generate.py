@@ -11,7 +11,7 @@ from __future__ import annotations
 from scaffold import autoround_api
 from scaffold.codegen import identifier, py_list_lines, py_str
 from scaffold.inspection.context import InspectContext
-from scaffold.inspection.findings import Finding
+from scaffold.inspection.findings import Finding, Mode
 from scaffold.plan.model import SPECIAL_MODEL_HANDLER, DictEntry, Plan, PlanItem, TopLevelFunction
 
 REGISTRY = "SPECIAL_MULTIMODAL_BLOCK"
@@ -104,9 +104,10 @@ def generate(finding: Finding, plan: Plan, ctx: InspectContext | None = None) ->
     code = function_code(plan.model_type, stacks, excluded, kept)
     plan.edits.append(TopLevelFunction(file=SPECIAL_MODEL_HANDLER, name=name, code=code, before=REGISTRY))
     plan.edits.append(DictEntry(file=SPECIAL_MODEL_HANDLER, registry=REGISTRY, key=plan.model_type, value=name))
-    plan.test_data["block_stacks"] = [path for path in stacks if not is_vision_stack(path)]
+    facts: dict[str, list[str]] = {"stacks": [path for path in stacks if not is_vision_stack(path)]}
     if excluded:  # left out of the blocks (MTP layers): not counted as block weights in the share
-        plan.test_data["block_exclude_classes"] = excluded
+        facts["exclude_classes"] = excluded
+    plan.test_data[Mode.BLOCK_DETECTION.value] = facts
     plan.items.append(
         PlanItem(
             mode=finding.mode.value,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from scaffold.inspection.findings import Mode
 from scaffold.modes.contract import Check
 
 
@@ -23,7 +24,7 @@ def replay_problems(tiny: Any) -> list[str]:
 
 
 def problems(tiny: Any, test_data: Mapping[str, Any]) -> list[str]:
-    return replay_problems(tiny) if test_data.get("block_replay") else []
+    return replay_problems(tiny) if test_data.get(Mode.BLOCK_REPLAY.value) else []
 
 
 CHECK = Check(test="test_autoround_replays_blocks_like_the_model", problems=problems)

@@ -34,7 +34,7 @@ from typing import Any
 from scaffold.codegen import identifier
 from scaffold.codegen.templates import TODO, render_code
 from scaffold.inspection.context import InspectContext
-from scaffold.inspection.findings import Finding
+from scaffold.inspection.findings import Finding, Mode
 from scaffold.plan.model import SPECIAL_MODEL_HANDLER, HandlerBranch, Plan, PlanItem, TopLevelFunction
 
 HANDLER_FUNCTION = "_handle_special_model"
@@ -264,7 +264,7 @@ def top_level_functions(source: str, file: str, before: str | None = None) -> li
 
 def generate(finding: Finding, plan: Plan, ctx: InspectContext | None = None) -> None:
     fix = choose_fix(finding)
-    done = plan.test_data.setdefault("block_replay", [])
+    done = plan.test_data.setdefault(Mode.BLOCK_REPLAY.value, [])
     earlier = covered_by(fix, done)
     if earlier:
         note = f"same inputs as the first block of `{fix.stack}`, already rewritten by `{earlier['function']}`"

@@ -10,5 +10,4 @@ SPEC = ModeSpec(
     generator=generate,
     check=check.CHECK,
     fixture="tests.inspect_archs.static_archs:sa_fused_moe",
-    test_data_keys=("replacements",),
 )

@@ -25,7 +25,7 @@ from typing import Any
 from scaffold.codegen import identifier, py_str, tiny_module_paths
 from scaffold.codegen.templates import TODO, add_to_module, render_code
 from scaffold.inspection.context import InspectContext
-from scaffold.inspection.findings import Finding
+from scaffold.inspection.findings import Finding, Mode
 from scaffold.modes.fused_moe.probe import CONVENTIONS
 from scaffold.plan.model import REPLACE_MODULES, CodeBlock, DictEntry, GeneratedFile, Plan, PlanItem
 
@@ -251,7 +251,7 @@ def generate(finding: Finding, plan: Plan, ctx: InspectContext | None = None) ->
     plan.plugin_parts.append(CodeBlock(code=code, imports=list(imports)))
     replacement = f"Linear{layout.original_class}"
     facts = _test_facts(finding, layout, replacement, module, tiny_module_paths(ctx, layout.original_class))
-    plan.test_data.setdefault("replacements", []).append(facts)
+    plan.test_data.setdefault(Mode.FUSED_MOE.value, []).append(facts)
     todos = [f"{TODO} in {path}: {problem}" for problem in layout.problems]
     plan.items.append(
         PlanItem(

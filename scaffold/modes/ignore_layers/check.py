@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from scaffold.inspection.findings import Mode
 from scaffold.modes.contract import Check
 
 
 def problems(tiny: Any, test_data: Mapping[str, Any]) -> list[str]:
     from auto_round import special_model_handler as handler
 
-    ignore = test_data.get("ignore_layers")
+    ignore = test_data.get(Mode.IGNORE_LAYERS.value)
     if not ignore:
         return []
     model = tiny.model

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 from scaffold import autoround_api
 from scaffold.codegen import identifier, py_list_lines, py_str, py_tuple
 from scaffold.inspection.context import InspectContext
-from scaffold.inspection.findings import Finding
+from scaffold.inspection.findings import Finding, Mode
 from scaffold.plan.model import SPECIAL_MODEL_HANDLER, IgnoreRule, Plan, PlanItem, TopLevelFunction
 
 
@@ -84,7 +84,7 @@ def generate(finding: Finding, plan: Plan, ctx: InspectContext | None = None) ->
         call = rule_call(matcher, entries)
         plan.edits.append(IgnoreRule(file=SPECIAL_MODEL_HANDLER, model_type=plan.model_type, call=call))
         generated.append(f"`register_ignore_layers` rule ({matcher}) ignoring {', '.join(entries)}")
-        plan.test_data["ignore_layers"] = {"patterns": patterns, "router_suffixes": suffixes}
+        plan.test_data[Mode.IGNORE_LAYERS.value] = {"patterns": patterns, "router_suffixes": suffixes}
     if ctx is not None and autoround_api.predefined_ignore_rule_matches(SimpleNamespace(config=ctx.config)):
         todos.append(
             "an ignore rule already registered in AutoRound matches this model and wins (first match); "

@@ -21,7 +21,7 @@ from typing import Any
 from scaffold.codegen import identifier, tiny_module_paths
 from scaffold.codegen.templates import TODO, render_code
 from scaffold.inspection.context import InspectContext
-from scaffold.inspection.findings import Finding
+from scaffold.inspection.findings import Finding, Mode
 from scaffold.plan.model import SPECIAL_MODEL_HANDLER, HandlerBranch, Plan, PlanItem, TopLevelFunction
 
 HANDLER_FUNCTION = "_handle_special_model"
@@ -58,7 +58,7 @@ def render_conversion(function: str, conversions: list[dict[str, Any]]) -> str:
 def generate(finding: Finding, plan: Plan, ctx: InspectContext | None = None) -> None:
     facts = conversion_facts(finding, ctx)
     function = function_name(plan.model_type)
-    conversions = plan.test_data.setdefault("conversions", [])
+    conversions = plan.test_data.setdefault(Mode.LAYER_TYPES.value, [])
     conversions.append({**facts, "function": function, "skeleton": not facts["exact"]})
     code = render_conversion(function, conversions)
     for conversion in conversions:

@@ -7,7 +7,7 @@ Adds the model type to ``_LLM_ONLY_MODEL_TYPES`` in ``auto_round/utils/model.py`
 from __future__ import annotations
 
 from scaffold.inspection.context import InspectContext
-from scaffold.inspection.findings import Finding
+from scaffold.inspection.findings import Finding, Mode
 from scaffold.plan.model import Plan, PlanItem, SequenceItem
 
 UTILS_MODEL = "auto_round/utils/model.py"
@@ -16,7 +16,7 @@ REGISTRY = "_LLM_ONLY_MODEL_TYPES"
 
 def generate(finding: Finding, plan: Plan, ctx: InspectContext | None = None) -> None:
     plan.edits.append(SequenceItem(file=UTILS_MODEL, registry=REGISTRY, item=plan.model_type))
-    plan.test_data["llm_only"] = True
+    plan.test_data[Mode.MLLM_MISDETECTION.value] = {"llm_only": True}
     reason = finding.evidence.get("reason")
     plan.items.append(
         PlanItem(

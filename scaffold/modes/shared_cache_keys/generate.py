@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from scaffold.codegen import py_tuple
 from scaffold.inspection.context import InspectContext
-from scaffold.inspection.findings import Finding
+from scaffold.inspection.findings import Finding, Mode
 from scaffold.plan.model import SPECIAL_MODEL_HANDLER, DictEntry, Plan, PlanItem
 
 REGISTRY = "SPECIAL_SHARED_CACHE_KEYS"
@@ -27,7 +27,7 @@ def generate(finding: Finding, plan: Plan, ctx: InspectContext | None = None) ->
         )
         return
     plan.edits.append(DictEntry(file=SPECIAL_MODEL_HANDLER, registry=REGISTRY, key=model_class, value=py_tuple(keys)))
-    plan.test_data.setdefault("shared_cache_keys", {})[model_class] = keys
+    plan.test_data.setdefault(Mode.SHARED_CACHE_KEYS.value, {})[model_class] = keys
     plan.items.append(
         PlanItem(
             mode=finding.mode.value,
