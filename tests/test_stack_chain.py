@@ -163,6 +163,7 @@ class Looped(nn.Module):
 class Counted(Block):
     def forward(self, hidden, step):  # the step is a 0-d tensor: AutoRound cannot split it per sample
         assert step.dim() == 0
+        self.step = int(step)
         return super().forward(hidden)
 
 
@@ -223,3 +224,24 @@ def test_the_looped_stack_fix_has_autoround_cache_each_blocks_first_call_only():
     assert all(keys == [] for calls in cached.values() for _, keys in calls)  # the 0-d step is not cached
     replayed = model.transformer.core[1](cached["core.1"][0][0])  # replayed alone, the block rebuilds its step
     assert replayed.shape == cached["core.1"][0][0].shape
+
+
+def test_a_step_counted_down_per_block_is_rebuilt_per_block():
+    """A coda numbering its blocks -1, -2, ... (Huginn's): each block replayed alone rebuilds its own step."""
+    from scaffold.modes.block_replay.generate import _constant_or_index_fix, render_fix
+
+    fix = _constant_or_index_fix("coda", "zero_dim_tensor", ["step"], {"step": [-1, -2]})
+    assert (fix.rewrite, fix.index_keys, fix.index_steps) == ("constant", {"step": -1}, {"step": -1})
+    assert _constant_or_index_fix("coda", "zero_dim_tensor", ["step"], {"step": [-1, -3]}).rewrite == "skeleton"
+    model = nn.Module()
+    model.coda = nn.ModuleList([Counted(), Counted()])
+    namespace: dict = {}
+    exec(render_fix(fix, "toy", "seen"), namespace)  # noqa: S102 - generated code
+    namespace["_patch_toy_block_replay"](model)
+    hidden = torch.randn(1, 3, 32)
+    for index, block in enumerate(model.coda):  # called by the model, the step is kept out of the block inputs
+        block(hidden, torch.tensor(-1 - index))
+    for block in model.coda:
+        block.step = None
+        block(hidden)  # replayed alone, as AutoRound does
+    assert [block.step for block in model.coda] == [-1, -2]

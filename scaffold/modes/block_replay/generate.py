@@ -82,6 +82,7 @@ class ReplayFix:
     alibi_layout: str = "flat"
     constant_keys: tuple[str, ...] = ()
     index_keys: dict[str, int | float] = field(default_factory=dict)  # key -> offset: block i gets offset + i
+    index_steps: dict[str, int] = field(default_factory=dict)  # key -> -1 where block i gets offset - i instead
     carried: dict[str, int] = field(default_factory=dict)  # key -> index of the previous block's output element
     hidden_dim: int = 0  # batch_first: the batch dimension of the hidden states the model passes its blocks
     move_dims: dict[str, int] = field(default_factory=dict)  # batch_first: other inputs' batch dims (not 0)
@@ -174,26 +175,40 @@ def _batch_first_fix(stack: str, cause: str, evidence: dict[str, Any], mishandle
     return fix
 
 
-def block_offset(values: list) -> int | float | None:
-    """``values[0]`` when block ``i`` of the stack gets ``values[0] + i`` (a layer index), else None."""
+def block_step(values: list) -> int | None:
+    """1 when block ``i`` of the stack gets ``values[0] + i`` (a layer index), -1 for ``values[0] - i`` (an index
+    counted down, as a coda numbering its blocks -1, -2, ...), else None."""
     if not values or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
         return None
-    return values[0] if all(value == values[0] + i for i, value in enumerate(values)) else None
+    return next((s for s in (1, -1) if all(v == values[0] + s * i for i, v in enumerate(values))), None)
+
+
+def block_offset(values: list) -> int | float | None:
+    """``values[0]`` when block ``i`` of the stack gets ``values[0] + i`` or ``values[0] - i``, else None."""
+    return values[0] if block_step(values) is not None else None
+
+
+def _index_rule(fix: ReplayFix, key: str, offset: int | float) -> str:
+    return f"{key} = {offset} {'-' if fix.index_steps.get(key) == -1 else '+'} i"
 
 
 def _constant_or_index_fix(stack: str, cause: str, keys: list[str], per_block: dict[str, list]) -> ReplayFix:
     """Split ``keys`` into inputs the same for every block and per-block indices; skeleton for anything else."""
-    constant, index = [], {}
+    constant, index, down = [], {}, []
     for key in keys:
         values = per_block.get(key)
         if values is None or len(set(map(repr, values))) == 1:
             constant.append(key)
         elif block_offset(values) is not None:
             index[key] = block_offset(values)
+            if block_step(values) == -1:
+                down.append(key)
         else:
             reason = f"{key} differs per block of `{stack}` ({values[:6]}) with no rule scaffold can derive"
             return ReplayFix("skeleton", stack, cause, constant_keys=tuple(keys), reason=reason)
-    return ReplayFix("constant", stack, cause, constant_keys=tuple(constant), index_keys=index)
+    fix = ReplayFix("constant", stack, cause, constant_keys=tuple(constant), index_keys=index)
+    fix.index_steps = {key: -1 for key in down}
+    return fix
 
 
 def covered_by(fix: ReplayFix, done: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -217,7 +232,7 @@ def _constant_note(fix: ReplayFix) -> list[str]:
     if fix.constant_keys:
         parts.append(f"{', '.join(fix.constant_keys)}: the same for every sample and block, handed back as seen")
     if fix.index_keys:
-        rebuilt = ", ".join(f"{key} = {offset} + i" for key, offset in fix.index_keys.items())
+        rebuilt = ", ".join(_index_rule(fix, key, offset) for key, offset in fix.index_keys.items())
         parts.append(f"block i of the stack rebuilds its own {rebuilt} (a per-block index)")
     if fix.first_call_only:
         parts.append("the forward calls each block several times (a looped stack): AutoRound caches the first call")
@@ -235,6 +250,7 @@ def render_fix(fix: ReplayFix, prefix: str, exception: str) -> str:
         alibi_layout=fix.alibi_layout,
         constant_keys=list(fix.constant_keys),
         index_keys=dict(fix.index_keys),
+        index_steps=dict(fix.index_steps),
         carried=dict(fix.carried),
         owner=fix.owner,
         hidden_dim=fix.hidden_dim,
@@ -310,7 +326,7 @@ def generate(finding: Finding, plan: Plan, ctx: InspectContext | None = None) ->
     if fix.rewrite in what:
         generated.append(f"the patch {what[fix.rewrite]} of `{fix.stack}`")
     if fix.index_keys:
-        rebuilt = ", ".join(f"{key} = {offset} + i" for key, offset in fix.index_keys.items())
+        rebuilt = ", ".join(_index_rule(fix, key, offset) for key, offset in fix.index_keys.items())
         generated.append(f"block i of `{fix.stack}` rebuilds its own {rebuilt} (measured per block on the tiny model)")
     if fix.first_call_only:
         generated.append(
