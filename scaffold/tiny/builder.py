@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import re
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import torch
 
 from scaffold.build.meta import instantiate, meta_only_failure, pick_auto_class
-from scaffold.errors import ScaffoldError
+from scaffold.errors import ScaffoldError, first_line
 from scaffold.inspection.hooks import first_tensor
 from scaffold.resolve.diagnose import cause_of
 from scaffold.tiny.fit import fit_inputs
@@ -90,6 +91,9 @@ def _attempt(config: Any, tree: dict, targets: ShrinkTargets, *, trust_remote_co
         auto_class = pick_auto_class(small)
     except Exception as exc:  # noqa: BLE001 - a config validator rejected the shrunk sizes
         raise _AttemptFailed("config", exc) from exc
+    invalid = config_invalidity(small)
+    if invalid:  # the config object may have been patched attribute by attribute: it would not save or reload
+        raise _AttemptFailed("config", f"the shrunk config does not validate: {invalid}")
     _make_decoder(small, auto_class, changes)
     if targets.hidden is None:
         _check_size(small, auto_class, trust_remote_code)
@@ -127,6 +131,36 @@ def rebuild_config(config: Any, tree: dict, changes: dict[str, list]) -> Any:
             return _set_attributes(copy.deepcopy(config), changes)
         except Exception:  # noqa: BLE001
             raise first from None
+
+
+def config_invalidity(config: Any) -> str | None:
+    """Why ``config`` or one of its sub-configs fails its own ``validate()`` (transformers 5's strict
+    dataclasses, run again by ``save_pretrained`` and on reload), in one line; ``None`` when valid."""
+    pending, seen = [("", config)], set()
+    while pending:
+        where, current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        validate = getattr(type(current), "validate", None)
+        if callable(validate):
+            try:
+                validate(current)
+            except Exception as exc:  # noqa: BLE001 - any validator failure makes the config unusable
+                return f"{where}{_validator_message(exc)}"
+        for name, value in vars(current).items():
+            if hasattr(value, "to_dict") and callable(getattr(type(value), "validate", None)):
+                pending.append((f"{where}{name}: ", value))
+    return None
+
+
+def _validator_message(exc: BaseException) -> str:
+    """``validate_architecture: ValueError: ...`` for huggingface_hub's StrictDataclassClassValidationError."""
+    validator = re.search(r"validator '(\w+)'", str(exc))
+    cause = exc.__cause__
+    if validator and cause is not None:
+        return f"{validator.group(1)}: {first_line(cause, limit=300)}"
+    return first_line(exc, limit=300)
 
 
 def _set_attributes(config: Any, changes: dict[str, list]) -> Any:

@@ -1,7 +1,8 @@
 """Keep per-layer config lists consistent when the number of layers shrinks.
 
 Per-layer lists (``layer_types``, per-layer head counts, ...) are sliced to the kept layers and
-layer-index lists (``mlp_only_layers``, ``full_attn_idxs``, ...) are renumbered. The kept layers are
+layer-index lists (``mlp_only_layers``, ``full_attn_idxs``, ...) are renumbered, and so are the keys of
+transformers 5's ``per_layer_config`` (per-layer overrides keyed by layer index). The kept layers are
 chosen so that every distinct per-layer value survives when ``layers`` allows it: a hybrid model shrunk
 to two layers keeps one attention and one recurrent layer, not two of the same.
 """
@@ -12,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from scaffold.tiny.families import is_layer_index_list_name
+
+PER_LAYER_CONFIG = "per_layer_config"
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,33 @@ class LayerPlan:
     def renumber(self, indices: list[int]) -> list[int]:
         position = {old: new for new, old in enumerate(self.kept)}
         return [position[i] for i in indices if i in position]
+
+    def reindex(self, overrides: dict) -> dict:
+        """``per_layer_config`` keeping the kept layers' overrides under their new index, keys written alike."""
+        parsed = layer_overrides(overrides)
+        position = {old: new for new, old in enumerate(self.kept)}
+        kept = {position[i]: value for i, value in parsed.items() if i in position}
+        return write_layer_keys(kept, padded=any(isinstance(k, str) for k in overrides))
+
+
+def layer_overrides(overrides: Any) -> dict[int, dict]:
+    """``per_layer_config`` (keys ``"05"``, ``"5"`` or ``5``) as ``{layer index: overrides}``."""
+    if not isinstance(overrides, dict):
+        return {}
+    parsed = {}
+    for key, value in overrides.items():
+        text = str(key)
+        if isinstance(value, dict) and not isinstance(key, bool) and text.isdigit():
+            parsed[int(text)] = value
+    return parsed
+
+
+def write_layer_keys(overrides: dict[int, dict], *, padded: bool) -> dict:
+    """Keys as ``to_dict()`` writes them (strings zero-padded to the widest index), or plain ints."""
+    if not padded:
+        return dict(sorted(overrides.items()))
+    digits = len(str(max(overrides))) if overrides else 1
+    return {str(i).zfill(digits): value for i, value in sorted(overrides.items())}
 
 
 def per_layer_lists(config: dict[str, Any], old_count: int) -> dict[str, list]:
@@ -54,9 +84,11 @@ def plan_layers(config: dict[str, Any], old_count: int, new_count: int) -> Layer
     new_count = max(1, min(new_count, old_count))
     lists = per_layer_lists(config, old_count)
     indexed = {k: set(v) for k, v in index_lists(config, old_count).items()}
+    overridden = {i: repr(sorted(v.items())) for i, v in layer_overrides(config.get(PER_LAYER_CONFIG)).items()}
 
     def features(i: int) -> set[tuple]:
-        return {(k, repr(v[i])) for k, v in lists.items()} | {(k, i in s) for k, s in indexed.items()}
+        found = {(k, repr(v[i])) for k, v in lists.items()} | {(k, i in s) for k, s in indexed.items()}
+        return found | {(PER_LAYER_CONFIG, overridden.get(i))} if overridden else found
 
     # Greedy cover: each next layer is the earliest one adding the most (attribute, value) pairs not yet kept.
     kept: list[int] = []

@@ -5,22 +5,41 @@ Every config in the tree (top level, ``text_config``, ``vision_config``, ``attn_
 :mod:`scaffold.tiny.families`) with scale factors, so relations between sizes survive:
 ``qk_head_dim == qk_nope_head_dim + qk_rope_head_dim``, ``hidden == heads * head_dim``,
 ``num_attention_heads % num_key_value_heads == 0``, ``sum(mrope_section) == head_dim / 2``.
-Token ids are kept inside the new vocab, distinct ids stay distinct.
+Token ids are kept inside the new vocab, distinct ids stay distinct. A head dim that was the sum of two
+others stays their sum, rounding notwithstanding (:func:`keep_sums`). transformers 5's per-layer overrides
+(``per_layer_config``) are shrunk with their frame's factors and re-keyed to the kept layers.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import math
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
+from itertools import combinations
 from typing import Any
 
 from scaffold.tiny.families import Family, family_of
-from scaffold.tiny.layers import LayerPlan, index_lists, per_layer_lists, plan_layers
+from scaffold.tiny.layers import (
+    PER_LAYER_CONFIG,
+    LayerPlan,
+    index_lists,
+    per_layer_lists,
+    plan_layers,
+)
 
-SKIPPED_DICTS = ("rope_parameters", "rope_scaling", "quantization_config", "id2label", "label2id", "auto_map")
+SKIPPED_DICTS = (
+    "rope_parameters",
+    "rope_scaling",
+    "quantization_config",
+    "id2label",
+    "label2id",
+    "auto_map",
+    PER_LAYER_CONFIG,
+)
 ROPE_KEYS = ("rope_parameters", "rope_scaling")
 DROPPED_KEYS = ("quantization_config",)
 HIDDEN_PREFERENCE = ("hidden_size", "d_model", "n_embd", "n_embed", "embed_dim", "dim", "model_dim")
@@ -209,6 +228,9 @@ class Shrinker:
             if new != value:
                 config[key] = new
                 self._record(path + key, value, new)
+        for key, new in keep_sums(original, config).items():
+            config[key] = new
+            self._record(path + key, original[key], new)
         self._shrink_offsets(path, config, periods)
         self._choose_unset_defaults(path, config)
         for key in list(config):
@@ -222,6 +244,46 @@ class Shrinker:
             if config.get("use_cache") is not False:
                 self._record(path + "use_cache", config.get("use_cache"), False)
             config["use_cache"] = False
+        if isinstance(config.get(PER_LAYER_CONFIG), dict) and config[PER_LAYER_CONFIG]:
+            self._shrink_per_layer(path, config, original, frame)
+
+    def _shrink_per_layer(self, path: str, config: dict[str, Any], original: dict[str, Any], frame: Frame) -> None:
+        """Each layer's overrides shrunk like the frame's own keys, kept for the kept layers under their new index;
+        recorded last, as one change, since transformers checks the indices against the (new) layer count."""
+        old = config[PER_LAYER_CONFIG]
+        kept = frame.layers.reindex(old) if frame.layers else old
+        new = {}
+        for index, overrides in kept.items():
+            if not isinstance(overrides, dict):
+                new[index] = overrides
+                continue
+            layer_frame = self._layer_frame(frame, overrides)
+            effective = {**original, **overrides}
+            shrunk = {key: self._override(key, value, layer_frame, effective) for key, value in overrides.items()}
+            shrunk |= keep_sums(effective, {**config, **shrunk}, owned=overrides)
+            new[index] = shrunk
+        if new != old:
+            config[PER_LAYER_CONFIG] = new
+            self._record(path + PER_LAYER_CONFIG, old, new)
+
+    def _override(self, key: str, value: Any, frame: Frame, effective: dict[str, Any]) -> Any:
+        family = family_of(key)
+        if family is None:
+            return self._unclassified(key, value, frame)
+        if isinstance(value, list):
+            return [self._scalar(key, v, family, frame, effective) for v in value]
+        return self._scalar(key, value, family, frame, effective)
+
+    def _layer_frame(self, frame: Frame, overrides: dict[str, Any]) -> Frame:
+        """The frame as one layer sees it: its own head count and head dim, shrunk with the frame's factors."""
+        heads = _first_int(overrides, HEADS_PREFERENCE)
+        head_dim = _first_int(overrides, ("head_dim",))
+        sizes = {}
+        if heads and frame.heads and frame.heads_new and heads != frame.heads:
+            sizes |= {"heads": heads, "heads_new": _scale(heads, frame.heads_factor)}
+        if head_dim and frame.head_dim and frame.head_dim_new and head_dim != frame.head_dim:
+            sizes |= {"head_dim": head_dim, "head_dim_new": _scale(head_dim, frame.head_dim_factor, 2)}
+        return dataclasses.replace(frame, **sizes) if sizes else frame
 
     def _shrink_layer_lists(self, path: str, config: dict[str, Any], plan: LayerPlan) -> None:
         indexed = index_lists(config, plan.old_count)
@@ -357,6 +419,51 @@ class Shrinker:
                 continue
             rope[key] = new
             self._record(path + key, value, new)
+
+
+def keep_sums(
+    old: dict[str, Any],
+    new: dict[str, Any],
+    owned: Collection[str] | None = None,
+    kept: tuple[str, ...] = ("head_dim",),
+) -> dict[str, int]:
+    """Head dims of ``new`` to change so that every ``a == b + c`` among the head dims of ``old`` holds again.
+
+    Independent rounding can break such a sum (``head_dim == qk_nope_head_dim + qk_rope_head_dim``). Relations
+    are taken smallest sum first; a broken one is mended by recomputing its larger part, else its smaller part,
+    else the sum, preferring keys in ``owned`` (a layer's own overrides), never one of ``kept`` (the frame's
+    head dim: the hidden size and rotary factors follow it) nor a key an earlier relation settled.
+    Returns ``{key: new value}`` for the keys changed.
+    """
+    dims = {
+        k: v
+        for k, v in old.items()
+        if family_of(k) is Family.HEAD_DIM and _is_int(v) and v > 0 and _is_int(new.get(k)) and new[k] > 0
+    }
+    relations = sorted(
+        (dims[total], total, *sorted(parts, key=lambda k: (-dims[k], k)))
+        for total in dims
+        for parts in combinations(sorted(dims), 2)
+        if total not in parts and dims[parts[0]] + dims[parts[1]] == dims[total]
+    )
+    current = {k: new[k] for k in dims}
+    settled = set(kept)
+    changed: dict[str, int] = {}
+    for _, total, larger, smaller in relations:
+        if current[total] != current[larger] + current[smaller]:
+            options = [
+                (larger, current[total] - current[smaller]),
+                (smaller, current[total] - current[larger]),
+                (total, current[larger] + current[smaller]),
+            ]
+            options = [(k, v) for k, v in options if k not in settled and v > 0]
+            options.sort(key=lambda option: owned is not None and option[0] not in owned)  # stable: owned first
+            if not options:
+                continue
+            key, value = options[0]
+            current[key] = changed[key] = value
+        settled.update((total, larger, smaller))
+    return changed
 
 
 def _positive(config: dict[str, Any], family: Family) -> bool:
