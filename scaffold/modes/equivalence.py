@@ -17,8 +17,6 @@ from torch import nn
 from scaffold.inspection.hooks import capture_calls
 from scaffold.markers import EQUIVALENCE_TOLERANCE
 
-ENTRY_KEYS = ("replacements", "conversions")  # TEST_DATA keys of fused_moe and layer_types, compared in this order
-
 
 def adapt_like_autoround(model: nn.Module) -> nn.Module:
     """The structural changes AutoRound makes before calibration: replacements, then special handling."""
@@ -61,24 +59,21 @@ def _route_every_expert(module: nn.Module, args: tuple, kwargs: dict, entry: dic
 
 
 def module_paths(entry: dict[str, Any]) -> list[str]:
-    """Paths of the modules one ``replacements``/``conversions`` entry covers (``module_paths``, or ``modules``)."""
+    """Paths of the modules one fused_moe / layer_types entry covers (``module_paths``, or ``modules``)."""
     return list(entry.get("module_paths") or entry.get("modules") or [])
 
 
-def entries_of(test_data: Mapping[str, Any], keys: tuple[str, ...] = ENTRY_KEYS) -> list[dict[str, Any]]:
+def entries_of(test_data: Mapping[str, Any], keys: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The replaced-module entries of the modes ``keys`` (``TEST_DATA`` is keyed by mode value), in that order."""
     return [entry for key in keys for entry in test_data.get(key, [])]
-
-
-def compared_paths(test_data: Mapping[str, Any]) -> list[str]:
-    """Every module path the equivalence check must compare."""
-    return [path for entry in entries_of(test_data) for path in module_paths(entry)]
 
 
 def check_equivalence(
     tiny: Any,
     test_data: Mapping[str, Any],
     tolerance: float = EQUIVALENCE_TOLERANCE,
-    keys: tuple[str, ...] = ENTRY_KEYS,
+    *,
+    keys: tuple[str, ...],
 ) -> Equivalence:
     """Each replaced or converted module (entries under ``keys``) computes what the original did."""
     from scaffold.testkit import record_verdict
