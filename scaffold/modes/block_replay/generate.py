@@ -11,7 +11,11 @@ AutoRound caches the first block's inputs from a calibration forward and replays
 - ``zero_dim_tensor`` / ``python_list``: inputs that are the same for every sample are kept out of the
   cache the same way and handed back to the block unchanged. The detector records the value every block of
   the stack gets in a real forward (``per_block_values``): the same for every block -> handed back as is;
-  the block's position plus an offset (a layer index) -> each block rebuilds its own; anything else -> skeleton.
+  an offset plus or minus the block's position (a layer index counted up or down) -> each block rebuilds its own;
+  anything else -> skeleton. Inputs the model passes positionally are named from the block's forward first.
+- ``looped_block`` (a recurrent core run several times per forward, weights shared): AutoRound caches a block's
+  inputs at every call, where its tuning expects one entry per sample; the constant rewrite then also wraps a
+  block's later calls in one forward in an object AutoRound does not cache, so it caches each first call only.
 - ``previous_block_output`` (e.g. keys/values shared across layers): forward hooks carry the named elements
   of each block's output over to the next block, matched per sample by its hidden-states input.
 - ``per_block_input`` (e.g. sliding-window and full-attention layers with their own masks or rotary tables,
