@@ -189,25 +189,27 @@ def test_a_one_block_list_is_a_stack_only_beside_a_stack_of_its_class():
     assert [(s.path, s.count) for s in block_stacks(model)] == [("layers", 2), ("tail", 1)]
 
 
-def _looped_fix(model):
-    from scaffold.modes.block_replay.generate import ReplayFix, render_fix
+def _looped_fix(model, evidence):
+    from scaffold.inspection.findings import Finding, Mode, Severity
+    from scaffold.modes.block_replay.generate import choose_fix, render_fix
 
-    fix = ReplayFix("constant", "transformer.core", "zero_dim_tensor", index_keys={"step": 1}, first_call_only=True)
+    evidence = {"stack": "transformer.core", "calls_per_forward": 2, **evidence}
+    fix = choose_fix(Finding(Mode.BLOCK_REPLAY, Severity.FAILS, "replay fails", "fix", evidence=evidence))
+    assert (fix.rewrite, fix.first_call_only) == ("constant", True)
     namespace: dict = {}
     exec(render_fix(fix, "toy", "seen"), namespace)  # noqa: S102 - generated code
     return namespace["_patch_toy_block_replay"](model)
 
 
-def test_the_looped_stack_fix_has_autoround_cache_each_blocks_first_call_only():
-    """AutoRound replaces a block's forward with one that caches its inputs at every call; with the fix, one forward
-    caches one entry per block (the first call, as the per-sample token mask assumes), the step kept out of it and
-    rebuilt per block, and the model computes what it computed before."""
+def _cached_calls(evidence):
+    """One forward of the fixed toy with each core block's forward replaced, as AutoRound's caching does: what it
+    caches per block, and whether the model computed what it computed before."""
     torch.manual_seed(0)
     model = Looped().eval()
     ids = torch.randint(0, 64, (1, 5))
     with torch.no_grad():
         expected = model(ids)
-    _looped_fix(model)
+    _looped_fix(model, evidence)
     cached: dict[str, list] = {}
     for index, block in enumerate(model.transformer.core):
 
@@ -218,12 +220,26 @@ def test_the_looped_stack_fix_has_autoround_cache_each_blocks_first_call_only():
 
         block.orig_forward, block.forward = block.forward, capture
     with torch.no_grad():
-        got = model(ids)
-    assert torch.equal(got, expected)
+        same = torch.equal(model(ids), expected)
+    return model, cached, same
+
+
+def test_the_looped_stack_fix_has_autoround_cache_each_blocks_first_call_only():
+    """AutoRound caches a block's inputs at every call; with the fix, one forward caches one entry per block (the
+    first call, as the per-sample token mask assumes), the 0-d step kept out of it and rebuilt per block."""
+    evidence = {"cause": "zero_dim_tensor", "cause_inputs": ["step"], "per_block_values": {"step": [1, 2]}}
+    model, cached, same = _cached_calls({**evidence, "inputs": {"hidden": "Tensor[1, 5, 32] float32"}})
+    assert same
     assert {name: len(calls) for name, calls in cached.items()} == {"core.0": 1, "core.1": 1}
     assert all(keys == [] for calls in cached.values() for _, keys in calls)  # the 0-d step is not cached
-    replayed = model.transformer.core[1](cached["core.1"][0][0])  # replayed alone, the block rebuilds its step
-    assert replayed.shape == cached["core.1"][0][0].shape
+    model.transformer.core[1](cached["core.1"][0][0])  # replayed alone, the block rebuilds its step
+    assert model.transformer.core[1].step == 2
+
+
+def test_a_looped_stack_with_no_other_troublesome_input_is_cached_once_per_forward():
+    model, cached, same = _cached_calls({"cause": "looped_block"})
+    assert same and {name: len(calls) for name, calls in cached.items()} == {"core.0": 1, "core.1": 1}
+    assert all(keys == ["step"] for calls in cached.values() for _, keys in calls)  # nothing else changed
 
 
 def test_a_step_counted_down_per_block_is_rebuilt_per_block():
