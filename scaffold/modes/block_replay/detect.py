@@ -275,12 +275,15 @@ def per_block_values(ctx: InspectContext, stack: str, keys: list[str]) -> dict[s
 
 def calls_per_forward(ctx: InspectContext, stack: str) -> int:
     """How many times one real forward of the tiny model calls a block of ``stack`` (most over its blocks): more
-    than 1 for a looped stack (a recurrent core run several times, weights shared)."""
-    model = ctx.tiny().model
-    blocks = [f"{stack}.{name}" for name, _ in model.get_submodule(stack).named_children()]
-    with record_block_calls(model, blocks) as recorder, torch.no_grad():
-        run_forward(model, ctx.tiny().inputs)
-    return max((len(recorder.calls.get(block, [])) for block in blocks), default=0)
+    than 1 for a looped stack (a recurrent core run several times, weights shared). Memoized per stack."""
+    memo = f"calls_per_forward:{stack}"
+    if memo not in ctx.probe_results:
+        model = ctx.tiny().model
+        blocks = [f"{stack}.{name}" for name, _ in model.get_submodule(stack).named_children()]
+        with record_block_calls(model, blocks) as recorder, torch.no_grad():
+            run_forward(model, ctx.tiny().inputs)
+        ctx.probe_results[memo] = max((len(recorder.calls.get(block, [])) for block in blocks), default=0)
+    return ctx.probe_results[memo]
 
 
 def rebuild_facts(ctx: InspectContext, stack: str) -> dict[str, Any]:
