@@ -9,16 +9,19 @@ lists of state, integer masks, and inputs that differ per block (per-layer masks
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 import torch
 
+from scaffold.autoround_api import resolve_model_type
 from scaffold.inspection.autoround_replay import BATCH_SIZE, BlockReplay, replay_on_tiny
 from scaffold.inspection.context import InspectContext, ProbeUnavailable
 from scaffold.inspection.findings import Finding, Mode, Severity
 from scaffold.inspection.probes import (
+    calibration_samples,
     describe,
     forward_params,
     record_block_calls,
@@ -286,18 +289,11 @@ def calls_per_forward(ctx: InspectContext, stack: str) -> int:
     return ctx.probe_results[memo]
 
 
-def rebuild_facts(ctx: InspectContext, stack: str) -> dict[str, Any]:
-    """What a fix that re-derives each block's inputs from the model's own forward needs to know.
-
-    ``keys``: inputs some block of ``stack`` gets with a value unlike the first block's in one real forward of the
-    tiny model (hidden states excluded); ``owner``: the module holding the stack, whose forward builds them;
-    ``owner_params``: its forward parameters (``inputs_embeds`` is what lets it run from hidden states alone);
-    ``output_arity``: 0 when a block returns a tensor, else the length of the tuple it returns.
-    """
-    model = ctx.tiny().model
-    blocks = [f"{stack}.{name}" for name, _ in model.get_submodule(stack).named_children()]
+def _differing_keys(model: torch.nn.Module, blocks: list[str], inputs: dict[str, Any]) -> tuple[list[str], list]:
+    """Inputs some block gets with a value unlike the first block's in one real forward of ``inputs`` (hidden
+    states excluded), and each block's first call."""
     with record_block_calls(model, blocks, outputs=True) as recorder, torch.no_grad():
-        run_forward(model, ctx.tiny().inputs)
+        run_forward(model, inputs)
     calls = [recorder.first(block) for block in blocks]
     first = calls[0]
     keys: list[str] = []
@@ -308,6 +304,28 @@ def rebuild_facts(ctx: InspectContext, stack: str) -> dict[str, Any]:
             differs = key not in first.inputs or not same_value(value, first.inputs[key])
             if key != call.hidden_name and differs and key not in keys:
                 keys.append(key)
+    return keys, calls
+
+
+def rebuild_facts(ctx: InspectContext, stack: str) -> dict[str, Any]:
+    """What a fix that re-derives each block's inputs from the model's own forward needs to know.
+
+    ``keys``: inputs some block of ``stack`` gets with a value unlike the first block's in a real forward of the
+    tiny batch or of a calibration sample as the replay fed it (its padding mask has a masked position, where an
+    all-ones mask can reach every block as None alike: a hybrid stack's linear-attention layers then get the 2-D
+    padding mask and its attention layers a 4-D causal mask); hidden states excluded. ``owner``: the module
+    holding the stack, whose forward builds them; ``owner_params``: its forward parameters (``inputs_embeds`` is
+    what lets it run from hidden states alone); ``output_arity``: 0 when a block returns a tensor, else the length
+    of the tuple it returns.
+    """
+    model = ctx.tiny().model
+    blocks = [f"{stack}.{name}" for name, _ in model.get_submodule(stack).named_children()]
+    keys, calls = _differing_keys(model, blocks, ctx.tiny().inputs)
+    if isinstance(ctx.tiny().inputs.get("attention_mask"), torch.Tensor):
+        padded = calibration_samples(ctx.tiny().inputs, count=1)[0]
+        with contextlib.suppress(Exception):  # a forward that cannot take the padded mask: the tiny batch decides
+            keys += [key for key in _differing_keys(model, blocks, padded)[0] if key not in keys]
+    first = calls[0]
     output = first.output if first else None
     owner = stack.rpartition(".")[0]
     return {
@@ -318,6 +336,12 @@ def rebuild_facts(ctx: InspectContext, stack: str) -> dict[str, Any]:
         "blocks_reached": sum(call is not None for call in calls),
         "blocks": len(blocks),
     }
+
+
+def built_model_type(ctx: InspectContext) -> str:
+    """The model type AutoRound's ``_handle_special_model`` resolves for the model as built: a text model class
+    built from a multimodal config carries its text config (``qwen3_5_text`` for target ``qwen3_5``)."""
+    return resolve_model_type(ctx.tiny().model.config)
 
 
 def _finding(
@@ -364,6 +388,9 @@ def _finding(
         evidence["per_block_values"] = per_block_values(ctx, stack, scalar_keys)
     if ctx is not None and cause.tag == "per_block_input":
         evidence["rebuild"] = rebuild_facts(ctx, stack)
+    built = built_model_type(ctx) if ctx is not None else ""
+    if built and built != (resolve_model_type(ctx.config) or ctx.target.model_type):
+        evidence["model_type"] = built  # the fix's _handle_special_model branch must fire for the built model too
     if replay.exception:
         evidence["exception"] = replay.exception
     if replay.max_abs_err is not None:

@@ -296,11 +296,10 @@ def generate(finding: Finding, plan: Plan, ctx: InspectContext | None = None) ->
     functions = top_level_functions(source, SPECIAL_MODEL_HANDLER, before=HANDLER_FUNCTION)
     plan.edits.extend(functions)
     entry = f"_patch_{prefix}_block_replay"
-    plan.edits.append(
-        HandlerBranch(
-            file=SPECIAL_MODEL_HANDLER, function=HANDLER_FUNCTION, model_type=plan.model_type, body=f"{entry}(model)"
-        )
-    )
+    model_types = list(dict.fromkeys([plan.model_type, str(finding.evidence.get("model_type") or plan.model_type)]))
+    for model_type in model_types:  # the patch is idempotent: a model matching both is patched once
+        branch = HandlerBranch(SPECIAL_MODEL_HANDLER, HANDLER_FUNCTION, model_type=model_type, body=f"{entry}(model)")
+        plan.edits.append(branch)
     inputs = [fix.alibi_key] if fix.rewrite == "alibi" else [*fix.constant_keys, *fix.index_keys, *fix.carried]
     done.append(
         {
@@ -326,7 +325,12 @@ def generate(finding: Finding, plan: Plan, ctx: InspectContext | None = None) ->
         + (f"; passes {', '.join(inputs)} uncached" if inputs else ""),
     }
     generated = [f"`{f.name}` in {SPECIAL_MODEL_HANDLER}" for f in functions]
-    generated.append(f'`if model_type == "{plan.model_type}": {entry}(model)` in `{HANDLER_FUNCTION}`')
+    generated += [f'`if model_type == "{t}": {entry}(model)` in `{HANDLER_FUNCTION}`' for t in model_types]
+    if len(model_types) > 1:
+        generated.append(
+            f"the model as built resolves to model type `{model_types[1]}` (a text model's own config), so the "
+            f"branch is registered for it as well as for `{plan.model_type}`"
+        )
     if fix.rewrite in what:
         generated.append(f"the patch {what[fix.rewrite]} of `{fix.stack}`")
     if fix.index_keys:
