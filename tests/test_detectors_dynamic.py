@@ -84,6 +84,38 @@ def test_block_replay_per_block_input(arch_findings):
     assert evidence["max_abs_err"] > 1e-2
 
 
+def test_hybrid_masks_are_rebuilt_per_block_from_a_padded_forward(arch_findings):
+    """lara_mini / qwen3_5 in miniature: linear layers get the 2-D integer padding mask, attention layers a 4-D
+    bool mask; AutoRound replays layer 1 with layer 0's integer mask (SDPA raises). With the tiny batch's all-ones
+    mask both kinds get None, so the rebuild keys come from a padded forward too, and the rebuild fix (run here on
+    the tiny model) gives layer 1 its own mask: AutoRound's replay then matches."""
+    from scaffold.inspection.autoround_replay import replay_outcomes
+    from scaffold.modes.block_replay.generate import choose_fix, render_fix
+
+    (finding,) = arch_findings["da_hybrid_mask"]
+    evidence = finding.evidence
+    assert (evidence["cause"], evidence["cause_inputs"]) == ("per_block_input", ["attention_mask"])
+    assert "attn_mask dtype" in evidence["exception"]
+    assert evidence["rebuild"]["keys"] == ["attention_mask"]
+    fix = choose_fix(finding)
+    assert (fix.rewrite, fix.constant_keys) == ("rebuild", ("attention_mask",))
+    tiny = make_context("da_hybrid_mask").tiny()
+    assert not replay_outcomes(tiny.model, tiny.inputs)["layers.1"].startswith("matches")
+    namespace: dict = {}
+    exec(render_fix(fix, "toy", "seen"), namespace)  # noqa: S102 - generated code
+    namespace["_patch_toy_block_replay"](tiny.model)
+    outcomes = replay_outcomes(tiny.model, tiny.inputs)
+    assert all(outcome.startswith("matches") for outcome in outcomes.values()), outcomes
+
+
+def test_rebuild_keys_of_a_padded_forward():
+    """The per-block keys a rebuild fix re-derives: an all-ones mask alone shows none for a hybrid stack."""
+    ctx = make_context("da_hybrid_mask")
+    model, blocks = ctx.tiny().model, ["layers.0", "layers.1"]
+    assert block_replay._differing_keys(model, blocks, ctx.tiny().inputs)[0] == []
+    assert block_replay.rebuild_facts(ctx, "layers")["keys"] == ["attention_mask"]
+
+
 def test_static_context_skips_probes():
     ctx = make_context("da_shared_bias", dynamic=False)
     assert run_all(ctx) == []

@@ -167,6 +167,65 @@ class InplaceGateModel(DynamicArchModel):
     block_class = InplaceGateBlock
 
 
+class HybridMaskBlock(Block):
+    """A linear-attention layer (``linear``: zeroes padded positions with the raw ``[batch, seq]`` integer mask) or
+    an attention layer (SDPA with a ``[batch, 1, q, k]`` boolean mask; a long mask makes SDPA raise)."""
+
+    linear = False
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs):
+        h = hidden_states
+        if self.linear:
+            if attention_mask is not None:
+                h = h * attention_mask[..., None].to(h.dtype)
+        else:
+            b, s, d = h.shape
+            a = self.attn
+            q, k, v = (
+                p(self.input_norm(h)).view(b, s, a.heads, -1).transpose(1, 2) for p in (a.q_proj, a.k_proj, a.v_proj)
+            )
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attention_mask, is_causal=attention_mask is None)
+            h = h + a.o_proj(out.transpose(1, 2).reshape(b, s, d))
+        h = h + self.down_proj(F.gelu(self.up_proj(self.post_norm(h))))
+        return (h,)
+
+
+class HybridMaskModel(DynamicArchModel):
+    """Linear-attention and attention layers alternate, as in transformers' hybrid models (qwen3_5, lara_mini):
+    with padding, linear layers get the raw 2-D integer mask and attention layers a 4-D boolean causal mask; with
+    nothing padded both get None. AutoRound caches layer 0's integer mask and replays layer 1 with it."""
+
+    block_class = HybridMaskBlock
+
+    def __init__(self, config: DynamicArchConfig):
+        super().__init__(config)
+        for index, layer in enumerate(self.layers):
+            layer.linear = index % 2 == 0
+
+    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, use_cache=None, **kwargs):
+        h = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
+        padded = attention_mask is not None and not bool(attention_mask.all())
+        causal = None
+        if padded:
+            s = h.shape[1]
+            causal = torch.ones(s, s, dtype=torch.bool, device=h.device).tril()[None, None]
+            causal = causal & attention_mask[:, None, None, :].bool()
+        for layer in self.layers:
+            mask = (attention_mask if layer.linear else causal) if padded else None
+            h = layer(h, attention_mask=mask)[0]
+        return CausalLMOutput(logits=self.lm_head(self.norm(h)))
+
+
+class SharedIntMaskModel(HybridMaskModel):
+    """Every block is a linear-attention layer and gets the same raw 2-D integer mask: AutoRound splits and
+    concatenates it per sample like any batched input, so its replay matches (a control: no finding)."""
+
+    def __init__(self, config: DynamicArchConfig):
+        super().__init__(config)
+        for layer in self.layers:
+            layer.linear = True
+
+
 def _arch(model_type: str, base: type = DynamicArchModel, **model_attrs) -> tuple[type, type]:
     config_cls = type(f"{model_type}_Config", (DynamicArchConfig,), {"model_type": model_type})
     model_cls = type(f"{model_type}_ForCausalLM", (base,), {"config_class": config_cls, **model_attrs})
@@ -182,6 +241,8 @@ ARCHS: dict[str, tuple[type, type]] = {
     "da_state_list": _arch("da_state_list", StateListModel),
     "da_layer_window": _arch("da_layer_window", PerLayerWindowModel),
     "da_inplace_gate": _arch("da_inplace_gate", InplaceGateModel),  # only stock_run (stock AutoRound crashes)
+    "da_hybrid_mask": _arch("da_hybrid_mask", HybridMaskModel),
+    "da_shared_int_mask": _arch("da_shared_int_mask", SharedIntMaskModel),  # control: replayed correctly
 }
 DETECTOR_OF = {
     "da_mtp_tower": "forward_coverage",
@@ -189,6 +250,7 @@ DETECTOR_OF = {
     "da_layer_scale": "block_replay",
     "da_state_list": "block_replay",
     "da_layer_window": "block_replay",
+    "da_hybrid_mask": "block_replay",
 }
 
 
