@@ -8,7 +8,7 @@ AutoRound caches the first block's inputs from a calibration forward and replays
   again for an older 4-D layout, so heads and samples get mixed (``The expanded size of the tensor (8)
   must match the existing size (4)``). The fix drops the bias from what AutoRound caches (a forward
   pre-hook on each block) and rebuilds it inside the block from its mask and hidden states.
-- ``zero_dim_tensor`` / ``python_list``: inputs that are the same for every sample are kept out of the
+- ``zero_dim_tensor`` / ``python_list`` / ``int_mask``: inputs that are the same for every sample are kept out of the
   cache the same way and handed back to the block unchanged. The detector records the value every block of
   the stack gets in a real forward (``per_block_values``): the same for every block -> handed back as is;
   an offset plus or minus the block's position (a layer index counted up or down) -> each block rebuilds its own;
@@ -22,7 +22,12 @@ AutoRound caches the first block's inputs from a calibration forward and replays
   hybrid stacks where attention and SSM layers get different masks): a forward pre-hook on each later block
   re-derives the inputs that differ per block (measured on the tiny model) by running the stack owner's own
   forward from the replayed hidden states as ``inputs_embeds``, every block's forward swapped for a recorder.
-- anything else (``int_mask``, unknown causes): a ``TODO(scaffold)`` skeleton that raises.
+  The keys are measured on the tiny batch and on a padded calibration sample (an all-ones mask reaches a hybrid
+  stack's linear-attention and attention layers alike, as None).
+- anything else (unknown causes): a ``TODO(scaffold)`` skeleton that raises.
+
+The ``_handle_special_model`` branch is keyed by the plan's model type and, where it differs, by the type AutoRound
+resolves for the model as built (a text model built from a multimodal target: ``qwen3_5_text`` for ``qwen3_5``).
 
 The fix is data for ``_handle_special_model``: TopLevelFunctions plus a HandlerBranch calling
 ``_patch_<type>_block_replay(model)``.
