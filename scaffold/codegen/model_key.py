@@ -36,6 +36,20 @@ def loaded_model_types(ctx: InspectContext | None) -> set[str]:
     return {str(getattr(ctx.config, "model_type", None) or ""), str(getattr(type(ctx.config), "model_type", "") or "")}
 
 
+def built_model_types(ctx: InspectContext) -> set[str]:
+    """``config.model_type`` of the model as built (``BUILTIN_MODULES`` / ``is_custom_model`` read it): a text model
+    class built from a multimodal checkpoint carries its text config's type (``llama4_text``, not ``llama4``)."""
+    config = ctx.meta_model.config
+    found = {str(t) for t in (getattr(config, "model_type", ""), getattr(type(config), "model_type", "")) if t}
+    return found or {ctx.target.model_type}
+
+
+def built_resolved_type(ctx: InspectContext) -> str:
+    """What ``resolve_model_type`` gives for the model as built (``_handle_special_model`` and the multimodal
+    registries look it up): ``qwen3_5_text`` for the text model of target ``qwen3_5``."""
+    return autoround_api.resolve_model_type(ctx.tiny().model.config)
+
+
 def resolved_model_types(plan: Plan, ctx: InspectContext) -> set[str]:
     """What AutoRound's ``resolve_model_type`` gives for each of :func:`loaded_model_types`."""
     archs = architectures(plan, ctx)

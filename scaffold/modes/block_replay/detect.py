@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from scaffold.autoround_api import resolve_model_type
+from scaffold.codegen.model_key import built_resolved_type
 from scaffold.inspection.autoround_replay import BATCH_SIZE, BlockReplay, replay_on_tiny
 from scaffold.inspection.context import InspectContext, ProbeUnavailable
 from scaffold.inspection.findings import Finding, Mode, Severity
@@ -338,12 +339,6 @@ def rebuild_facts(ctx: InspectContext, stack: str) -> dict[str, Any]:
     }
 
 
-def built_model_type(ctx: InspectContext) -> str:
-    """The model type AutoRound's ``_handle_special_model`` resolves for the model as built: a text model class
-    built from a multimodal config carries its text config (``qwen3_5_text`` for target ``qwen3_5``)."""
-    return resolve_model_type(ctx.tiny().model.config)
-
-
 def _finding(
     replay: BlockReplay,
     stack: str,
@@ -388,7 +383,7 @@ def _finding(
         evidence["per_block_values"] = per_block_values(ctx, stack, scalar_keys)
     if ctx is not None and cause.tag == "per_block_input":
         evidence["rebuild"] = rebuild_facts(ctx, stack)
-    built = built_model_type(ctx) if ctx is not None else ""
+    built = built_resolved_type(ctx) if ctx is not None else ""
     if built and built != (resolve_model_type(ctx.config) or ctx.target.model_type):
         evidence["model_type"] = built  # the fix's _handle_special_model branch must fire for the built model too
     if replay.exception:

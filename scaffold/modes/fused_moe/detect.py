@@ -6,6 +6,7 @@ from typing import Any
 
 from torch import nn
 
+from scaffold.codegen.model_key import built_model_types
 from scaffold.inspection.context import InspectContext, ProbeUnavailable
 from scaffold.inspection.coverage import scan_model
 from scaffold.inspection.findings import Finding, Mode, Severity
@@ -56,20 +57,11 @@ def _probe(ctx: InspectContext, cls_name: str) -> tuple[dict[str, Any], dict[str
     return convention, probe_layout(module, call, convention, _hidden_act(tiny.config)), "tiny"
 
 
-def _built_model_types(ctx: InspectContext) -> set[str]:
-    """``config.model_type`` of the model as built (AutoRound's ``is_custom_model`` reads it): a text model class
-    built from a multimodal checkpoint carries its text config's type (``llama4_text``, not ``llama4``)."""
-    config = ctx.meta_model.config
-    return {t for t in (getattr(config, "model_type", ""), getattr(type(config), "model_type", "")) if t} or {
-        ctx.target.model_type
-    }
-
-
 def _finding(ctx: InspectContext, cls_name: str, paths: list[str], weights: list[LinearWeight]) -> Finding:
     module: nn.Module = ctx.meta_model.get_submodule(paths[0])
     decorated = experts_interface(module)
     unfuses = autoround_unfuses(module, paths[0])
-    replaced = all(builtin_replacement(model_type) for model_type in _built_model_types(ctx))
+    replaced = all(builtin_replacement(model_type) for model_type in built_model_types(ctx))
     call, layout, probe = _probe(ctx, cls_name)
     first = [w for w in weights if w.path == paths[0]]
     params = sum(w.numel for w in weights)
