@@ -41,12 +41,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scaffold.codegen import identifier
+from scaffold.codegen.handler import HANDLER_FUNCTION
 from scaffold.codegen.templates import TODO, render_code
 from scaffold.inspection.context import InspectContext
 from scaffold.inspection.findings import Finding, Mode
 from scaffold.plan.model import SPECIAL_MODEL_HANDLER, HandlerBranch, Plan, PlanItem, TopLevelFunction
 
-HANDLER_FUNCTION = "_handle_special_model"
 CARRY_MAX_ROWS = 1024  # per-sample output rows a carry fix keeps per block (bounds memory outside calibration)
 CONSTANT_CAUSES = {
     "zero_dim_tensor": "zero-dim tensor",

@@ -13,12 +13,11 @@ function is a ``TODO(scaffold)`` skeleton that raises until a human writes it.
 from __future__ import annotations
 
 from scaffold.codegen import identifier
+from scaffold.codegen.handler import HANDLER_FUNCTION
 from scaffold.codegen.templates import TODO, render_code
 from scaffold.inspection.context import InspectContext
 from scaffold.inspection.findings import Finding
 from scaffold.plan.model import SPECIAL_MODEL_HANDLER, HandlerBranch, Plan, PlanItem, TopLevelFunction
-
-HANDLER_FUNCTION = "_handle_special_model"
 
 
 def function_name(model_type: str) -> str:

@@ -19,12 +19,11 @@ from __future__ import annotations
 from typing import Any
 
 from scaffold.codegen import identifier, tiny_module_paths
+from scaffold.codegen.handler import put_handler_function
 from scaffold.codegen.templates import TODO, render_code
 from scaffold.inspection.context import InspectContext
 from scaffold.inspection.findings import Finding, Mode
-from scaffold.plan.model import SPECIAL_MODEL_HANDLER, HandlerBranch, Plan, PlanItem, TopLevelFunction
-
-HANDLER_FUNCTION = "_handle_special_model"
+from scaffold.plan.model import Plan, PlanItem
 
 
 def function_name(model_type: str) -> str:
@@ -63,21 +62,7 @@ def generate(finding: Finding, plan: Plan, ctx: InspectContext | None = None) ->
     code = render_conversion(function, conversions)
     for conversion in conversions:
         conversion["skeleton"] = any(not c["exact"] for c in conversions)
-    edit = TopLevelFunction(file=SPECIAL_MODEL_HANDLER, name=function, code=code, before=HANDLER_FUNCTION)
-    old = next((i for i, e in enumerate(plan.edits) if isinstance(e, TopLevelFunction) and e.name == function), None)
-    if old is None:
-        plan.edits.append(edit)
-        plan.edits.append(
-            HandlerBranch(
-                file=SPECIAL_MODEL_HANDLER,
-                function=HANDLER_FUNCTION,
-                model_type=plan.model_type,
-                body=f"{function}(model)",
-            )
-        )
-    else:
-        plan.edits[old] = edit
-    where = f"`{function}` in {SPECIAL_MODEL_HANDLER}, called from `{HANDLER_FUNCTION}`"
+    where = put_handler_function(plan, function, code)
     if facts["exact"]:
         generated = [f"{where} converts `{facts['class']}` ({facts['count'] or '?'} layers) to `nn.Linear`"]
         todos: list[str] = []

@@ -11,12 +11,12 @@ it with the merged table. ``TEST_DATA["tied_weights_keys"]`` records the classes
 from __future__ import annotations
 
 from scaffold.codegen import identifier
+from scaffold.codegen.handler import put_handler_function
 from scaffold.codegen.templates import TODO, render_code
 from scaffold.inspection.context import InspectContext
 from scaffold.inspection.findings import Finding, Mode
-from scaffold.plan.model import SPECIAL_MODEL_HANDLER, HandlerBranch, Plan, PlanItem, TopLevelFunction
+from scaffold.plan.model import Plan, PlanItem
 
-HANDLER_FUNCTION = "_handle_special_model"
 KEY = Mode.TIED_WEIGHTS_KEYS.value
 
 
@@ -39,20 +39,7 @@ def generate(finding: Finding, plan: Plan, ctx: InspectContext | None = None) ->
         facts["classes"][name] = {key: source for key in keys}
     elif name not in facts["missing"]:
         facts["missing"].append(name)
-    edit = TopLevelFunction(
-        file=SPECIAL_MODEL_HANDLER,
-        name=function,
-        code=render_function(function, facts["classes"], facts["missing"]),
-        before=HANDLER_FUNCTION,
-    )
-    old = next((i for i, e in enumerate(plan.edits) if isinstance(e, TopLevelFunction) and e.name == function), None)
-    if old is None:
-        call = f"{function}(model)"
-        branch = HandlerBranch(SPECIAL_MODEL_HANDLER, HANDLER_FUNCTION, model_type=plan.model_type, body=call)
-        plan.edits += [edit, branch]
-    else:
-        plan.edits[old] = edit
-    where = f"`{function}` in {SPECIAL_MODEL_HANDLER}, called from `{HANDLER_FUNCTION}`"
+    where = put_handler_function(plan, function, render_function(function, facts["classes"], facts["missing"]))
     if source:
         generated = [f"{where} sets `{name}._tied_weights_keys = {facts['classes'][name]}` (was `{keys}`)"]
         todos: list[str] = []
