@@ -10,6 +10,7 @@ lists of state, integer masks, and inputs that differ per block (per-layer masks
 from __future__ import annotations
 
 import contextlib
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -49,6 +50,10 @@ FIXES = {
     "previous block's replay to the block (matched per sample by its hidden-states input)",
     "not_cached": "AutoRound does not cache an input the block gets (a non-tensor object such as a KV-sharing "
     "dict): rebuild it per block from the model's forward, or pass it to the block in a wrapper",
+    "shared_state": "the model's forward creates one mutable state object (e.g. a KV-sharing dict) per forward and "
+    "hands it to every block, which writes entries into it that later blocks read; AutoRound caches none of it: "
+    "give each replayed block a fresh one holding, per sample, the entries the earlier blocks wrote (carried over "
+    "from each block's replay to the next, matched per sample by its hidden-states input)",
     "looped_block": "the forward calls the blocks of this stack several times (a looped, weight-shared stack), and "
     "AutoRound caches a block's inputs at every call, one entry per call, where its tuning expects one per sample: "
     "cache each block's first call of a forward only (the repeated calls run the block uncached)",
@@ -204,6 +209,82 @@ def carried_outputs(keys: list[str], inputs: dict[str, Any], previous_output: An
     return found
 
 
+def _state_entries_batched(state: MutableMapping, batch: int) -> bool:
+    """Whether every entry of ``state`` is a tensor or tuple of tensors with the batch along dim 0 (``batch`` > 1)."""
+    tensors = [tensors_in(value if isinstance(value, (tuple, list)) else [value]) for value in state.values()]
+    found = [t for group in tensors for t in group]
+    return batch > 1 and all(tensors) and bool(found) and all(t.dim() and t.shape[0] == batch for t in found)
+
+
+def shared_state_facts(model: torch.nn.Module, blocks: list[str], inputs: dict[str, Any], key: str) -> dict | None:
+    """What a real forward of ``inputs`` does with the block input ``key``, when it is shared per-forward state.
+
+    None unless every block of the stack gets the same mutable mapping (one object per forward, as a KV-sharing
+    dict) and some block writes entries into it. ``type``: its class as ``module.qualname`` (the fix builds a fresh
+    one per replayed block); ``writers``: {block: the entry keys it adds}; ``batch_first``: every entry holds
+    tensors with the batch along dim 0 (so it can be split per sample).
+    """
+    seen: dict[str, tuple[Any, set, int]] = {}
+    written: dict[str, list[str]] = {}
+
+    def before(path: str, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        named = {**dict(zip(forward_params(module), args, strict=False)), **kwargs}
+        state, hidden = named.get(key), args[0] if args else next(iter(named.values()), None)
+        if path not in seen and isinstance(state, MutableMapping):
+            batch = int(hidden.shape[0]) if isinstance(hidden, torch.Tensor) and hidden.dim() else 0
+            seen[path] = (state, set(state), batch)
+
+    def after(path: str, module: torch.nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+        if path in seen and path not in written:
+            state, keys, _ = seen[path]
+            written[path] = [str(k) for k in state if k not in keys]
+
+    handles = []
+    for path in blocks:
+        module = model.get_submodule(path)
+        handles.append(module.register_forward_pre_hook(partial(before, path), with_kwargs=True))
+        handles.append(module.register_forward_hook(partial(after, path), with_kwargs=True))
+    try:
+        run_forward(model, inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    states = [seen[path][0] for path in blocks if path in seen]
+    if len(states) != len(blocks) or any(state is not states[0] for state in states):
+        return None
+    writers = {path: keys for path, keys in written.items() if keys}
+    if not writers:
+        return None
+    kind = type(states[0])
+    return {
+        "key": key,
+        "type": f"{kind.__module__}.{kind.__qualname__}",
+        "writers": writers,
+        "batch_first": _state_entries_batched(states[0], seen[blocks[0]][2]),
+    }
+
+
+def shared_state_cause(ctx: InspectContext, stack: str, cause: Cause) -> tuple[Cause, dict | None]:
+    """A ``not_cached`` cause whose one input is per-forward state shared by the blocks -> ``shared_state``."""
+    if cause.tag != "not_cached" or len(cause.inputs) != 1:
+        return cause, None
+    model = ctx.tiny().model
+    blocks = [f"{stack}.{name}" for name, _ in model.get_submodule(stack).named_children()]
+    try:
+        facts = shared_state_facts(model, blocks, ctx.tiny().inputs, cause.inputs[0])
+    except Exception:  # noqa: BLE001 - a forward the probe cannot rerun: the not_cached cause stands
+        return cause, None
+    if facts is None:
+        return cause, None
+    writers = "; ".join(f"{block} adds {', '.join(keys)}" for block, keys in facts["writers"].items())
+    detail = (
+        f"every block of {stack} gets the same {facts['type'].rsplit('.', 1)[-1]} as {facts['key']}, created once "
+        f"per forward, and blocks write into it ({writers}); AutoRound caches none of it, so a replayed block gets "
+        "None"
+    )
+    return Cause("shared_state", list(cause.inputs), detail), facts
+
+
 def per_block_cause(replay: BlockReplay, first: BlockReplay) -> Cause:
     """Inputs the real forward gives ``replay.block`` that differ from what the first block got.
 
@@ -352,6 +433,9 @@ def _finding(
     if ctx is not None and first is None:
         layout = batch_layout(ctx.tiny().model, replay.block, ctx.tiny().inputs)
     cause = per_block_cause(replay, first) if first else classify(real_inputs, replay.cached, shared, layout)
+    state = None
+    if ctx is not None:
+        cause, state = shared_state_cause(ctx, stack, cause)
     calls = calls_per_forward(ctx, stack) if ctx is not None else 1
     if calls > 1 and cause.tag == "unknown":
         detail = f"one forward calls each block of {stack} up to {calls} times; AutoRound caches every call"
@@ -372,6 +456,8 @@ def _finding(
     }
     if cause.carried:
         evidence["carried_from_previous"] = cause.carried
+    if state:
+        evidence["shared_state"] = state
     if calls > 1:  # a looped stack: AutoRound must cache each block's first call of a forward only
         evidence["calls_per_forward"] = calls
     if layout:
@@ -381,7 +467,7 @@ def _finding(
     scalar_keys = [k for k in dict.fromkeys([*cause.inputs, *mishandled]) if _scalar(real_inputs.get(k)) is not None]
     if ctx is not None and scalar_keys:
         evidence["per_block_values"] = per_block_values(ctx, stack, scalar_keys)
-    if ctx is not None and cause.tag == "per_block_input":
+    if ctx is not None and cause.tag in ("per_block_input", "shared_state"):
         evidence["rebuild"] = rebuild_facts(ctx, stack)
     built = built_resolved_type(ctx) if ctx is not None else ""
     if built and built != (resolve_model_type(ctx.config) or ctx.target.model_type):

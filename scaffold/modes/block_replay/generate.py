@@ -18,6 +18,10 @@ AutoRound caches the first block's inputs from a calibration forward and replays
   block's later calls in one forward in an object AutoRound does not cache, so it caches each first call only.
 - ``previous_block_output`` (e.g. keys/values shared across layers): forward hooks carry the named elements
   of each block's output over to the next block, matched per sample by its hidden-states input.
+- ``shared_state`` (e.g. a KV-sharing dict the model's forward creates once and every block reads or writes):
+  each replayed block gets a fresh object of the state's class, holding for each of its samples the entries the
+  earlier blocks wrote; gradient-free forwards record those entries per sample, matched to the next block's
+  samples by its hidden-states input, as the carry fix does.
 - ``per_block_input`` (e.g. sliding-window and full-attention layers with their own masks or rotary tables,
   hybrid stacks where attention and SSM layers get different masks): a forward pre-hook on each later block
   re-derives the inputs that differ per block (measured on the tiny model) by running the stack owner's own
@@ -98,6 +102,8 @@ class ReplayFix:
     owner: str = ""  # rebuild: the module holding the stack, whose forward builds the per-block inputs
     owner_params: tuple[str, ...] = ()  # rebuild: its forward parameters
     output_arity: int = 0  # rebuild: 0 when a block returns a tensor, else the length of its output tuple
+    state_key: str = ""  # state: the block input holding the per-forward state object
+    state_type: str = ""  # state: its class as module.qualname
     first_call_only: bool = False  # constant: a looped stack; AutoRound caches each block's first call per forward
     reason: str = ""
 
@@ -143,6 +149,12 @@ def _choose_fix(finding: Finding) -> ReplayFix:
         return ReplayFix("skeleton", stack, cause, reason=f"the probe named no {what} input")
     if cause == "looped_block":  # nothing to stash: each block's first call of a forward is the one cached
         return ReplayFix("constant", stack, cause)
+    state = evidence.get("shared_state") or {}
+    if cause == "shared_state" and state.get("batch_first"):
+        return _state_fix(stack, cause, state, evidence.get("rebuild") or {})
+    if cause == "shared_state":
+        reason = f"the entries blocks write into {state.get('key')} do not all hold tensors batched along dim 0"
+        return ReplayFix("skeleton", stack, cause, constant_keys=tuple(named), reason=reason)
     if cause == "per_block_input" and evidence.get("rebuild"):
         return _rebuild_fix(stack, cause, named, evidence["rebuild"])
     carried = evidence.get("carried_from_previous") or {}
@@ -167,6 +179,21 @@ def _rebuild_fix(stack: str, cause: str, named: list[str], facts: dict[str, Any]
         fix.owner, fix.owner_params, fix.output_arity = owner, tuple(facts["owner_params"]), facts["output_arity"]
         return fix
     return ReplayFix("skeleton", stack, cause, constant_keys=keys, reason=reason)
+
+
+def _state_fix(stack: str, cause: str, state: dict[str, Any], facts: dict[str, Any]) -> ReplayFix:
+    """Carry the shared state per sample; inputs that differ per block are re-derived by the owner's forward from
+    each sample's first-block hidden states (carried along), so they match what the model gives every block."""
+    keys = tuple(k for k in facts.get("keys") or [] if k != state["key"])
+    fix = ReplayFix("state", stack, cause, constant_keys=keys, state_key=str(state["key"]))
+    fix.state_type = str(state["type"])
+    if not keys:
+        return fix
+    rebuilt = _rebuild_fix(stack, cause, list(keys), facts)
+    if rebuilt.rewrite == "skeleton":
+        return ReplayFix("skeleton", stack, cause, constant_keys=keys, reason=rebuilt.reason)
+    fix.owner, fix.owner_params, fix.output_arity = rebuilt.owner, rebuilt.owner_params, rebuilt.output_arity
+    return fix
 
 
 def _batch_first_fix(stack: str, cause: str, evidence: dict[str, Any], mishandled: list[str]) -> ReplayFix:
@@ -262,6 +289,9 @@ def render_fix(fix: ReplayFix, prefix: str, exception: str) -> str:
         index_steps=dict(fix.index_steps),
         carried=dict(fix.carried),
         owner=fix.owner,
+        state_key=fix.state_key,
+        state_module=fix.state_type.rpartition(".")[0],
+        state_class=fix.state_type.rpartition(".")[2],
         hidden_dim=fix.hidden_dim,
         move_dims=dict(fix.move_dims),
         stack_in_owner=fix.stack[len(fix.owner) + 1 :] if fix.owner else fix.stack,
@@ -306,6 +336,7 @@ def generate(finding: Finding, plan: Plan, ctx: InspectContext | None = None) ->
         branch = HandlerBranch(SPECIAL_MODEL_HANDLER, HANDLER_FUNCTION, model_type=model_type, body=f"{entry}(model)")
         plan.edits.append(branch)
     inputs = [fix.alibi_key] if fix.rewrite == "alibi" else [*fix.constant_keys, *fix.index_keys, *fix.carried]
+    inputs += [fix.state_key] if fix.rewrite == "state" else []
     done.append(
         {
             "stack": fix.stack,
@@ -324,6 +355,14 @@ def generate(finding: Finding, plan: Plan, ctx: InspectContext | None = None) ->
         "alibi": "rebuilds ALiBi inside each block",
         "constant": f"passes {', '.join(inputs)} uncached" if inputs else "caches each block's first call only",
         "carry": f"carries {', '.join(inputs)} from each block's output to the next block",
+        "state": f"builds {fix.state_key} (a fresh `{fix.state_type.rpartition('.')[2]}` holding the entries earlier "
+        "blocks wrote for each sample) for each block AutoRound replays"
+        + (
+            f", and re-derives {', '.join(fix.constant_keys)} per block from `{fix.owner}`'s own forward run from each "
+            "sample's first-block hidden states"
+            if fix.constant_keys
+            else ""
+        ),
         "rebuild": f"re-derives {', '.join(inputs)} per block from `{fix.owner or 'the model'}`'s own forward",
         "batch_first": f"hands AutoRound batch-first hidden states (the model passes them with the batch along dim "
         f"{fix.hidden_dim}) and moves them back inside each block"
