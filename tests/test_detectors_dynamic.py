@@ -108,6 +108,33 @@ def test_hybrid_masks_are_rebuilt_per_block_from_a_padded_forward(arch_findings)
     assert all(outcome.startswith("matches") for outcome in outcomes.values()), outcomes
 
 
+def test_shared_state_is_carried_per_sample_to_each_replayed_block(arch_findings):
+    """gemma4's KVSharingDict in miniature: one dict per forward, layer 0 writes keys into it, layer 1 reads them.
+    AutoRound caches no dict (the replay of layer 0 crashes on None); the state fix gives each replayed block a
+    fresh dict holding the entries the earlier blocks wrote for its samples: AutoRound's replay then matches."""
+    from scaffold.inspection.autoround_replay import replay_outcomes
+    from scaffold.modes.block_replay.generate import choose_fix, render_fix
+
+    (finding,) = arch_findings["da_shared_state"]
+    evidence = finding.evidence
+    assert (evidence["cause"], evidence["cause_inputs"]) == ("shared_state", ["shared"])
+    assert evidence["shared_state"] == {
+        "key": "shared",
+        "type": "builtins.dict",
+        "writers": {"layers.0": ["kv"]},
+        "batch_first": True,
+    }
+    fix = choose_fix(finding)
+    assert (fix.rewrite, fix.state_key, fix.constant_keys) == ("state", "shared", ())
+    tiny = make_context("da_shared_state").tiny()
+    assert not replay_outcomes(tiny.model, tiny.inputs)["layers.0"].startswith("matches")
+    namespace: dict = {}
+    exec(render_fix(fix, "toy", "seen"), namespace)  # noqa: S102 - generated code
+    namespace["_patch_toy_block_replay"](tiny.model)
+    outcomes = replay_outcomes(tiny.model, tiny.inputs)
+    assert len(outcomes) == 2 and all(outcome.startswith("matches") for outcome in outcomes.values()), outcomes
+
+
 def test_rebuild_keys_of_a_padded_forward():
     """The per-block keys a rebuild fix re-derives: an all-ones mask alone shows none for a hybrid stack."""
     ctx = make_context("da_hybrid_mask")

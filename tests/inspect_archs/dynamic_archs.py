@@ -226,6 +226,39 @@ class SharedIntMaskModel(HybridMaskModel):
             layer.linear = True
 
 
+class SharedStateBlock(Block):
+    """Writes its keys into the per-forward ``shared`` dict (``writes``) or adds the keys an earlier block wrote."""
+
+    writes = False
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask=None, shared: dict | None = None, **kwargs):
+        h = hidden_states
+        if self.writes:
+            shared["kv"] = (self.attn.k_proj(h),)
+        else:
+            h = h + 0.5 * shared["kv"][0]
+        h = h + self.attn(self.input_norm(h))
+        h = h + self.down_proj(F.gelu(self.up_proj(self.post_norm(h))))
+        return (h,)
+
+
+class SharedStateModel(DynamicArchModel):
+    """gemma4's KV sharing in miniature: the forward creates one dict per forward and hands it to every block;
+    layer 0 stores its keys in it, later layers read them. AutoRound caches no dict, so a replayed block gets None."""
+
+    block_class = SharedStateBlock
+
+    def __init__(self, config: DynamicArchConfig):
+        super().__init__(config)
+        self.layers[0].writes = True
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs):
+        h, shared = self.embed_tokens(input_ids), {}
+        for layer in self.layers:
+            h = layer(h, shared=shared)[0]
+        return CausalLMOutput(logits=self.lm_head(self.norm(h)))
+
+
 def _arch(model_type: str, base: type = DynamicArchModel, **model_attrs) -> tuple[type, type]:
     config_cls = type(f"{model_type}_Config", (DynamicArchConfig,), {"model_type": model_type})
     model_cls = type(f"{model_type}_ForCausalLM", (base,), {"config_class": config_cls, **model_attrs})
@@ -243,6 +276,7 @@ ARCHS: dict[str, tuple[type, type]] = {
     "da_inplace_gate": _arch("da_inplace_gate", InplaceGateModel),  # only stock_run (stock AutoRound crashes)
     "da_hybrid_mask": _arch("da_hybrid_mask", HybridMaskModel),
     "da_shared_int_mask": _arch("da_shared_int_mask", SharedIntMaskModel),  # control: replayed correctly
+    "da_shared_state": _arch("da_shared_state", SharedStateModel),
 }
 DETECTOR_OF = {
     "da_mtp_tower": "forward_coverage",
@@ -251,6 +285,7 @@ DETECTOR_OF = {
     "da_state_list": "block_replay",
     "da_layer_window": "block_replay",
     "da_hybrid_mask": "block_replay",
+    "da_shared_state": "block_replay",
 }
 
 
