@@ -34,6 +34,7 @@ class Mode(str, Enum):
     IGNORE_LAYERS = "ignore_layers"
     MLLM_MISDETECTION = "mllm_misdetection"
     TIED_WEIGHTS_KEYS = "tied_weights_keys"
+    SAVE_CONVERSION = "save_conversion"
     STOCK_RUN = "stock_run"  # stock AutoRound fails on the tiny instance and no other mode explains it
 
 

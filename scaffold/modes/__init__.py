@@ -16,6 +16,7 @@ from scaffold.modes import (
     ignore_layers,
     layer_types,
     mllm_misdetection,
+    save_conversion,
     shared_cache_keys,
     stock_run,
     tied_weights_keys,
@@ -34,6 +35,7 @@ REGISTRY = Registry(
         block_replay.SPEC,
         ignore_layers.SPEC,
         tied_weights_keys.SPEC,
+        save_conversion.SPEC,
         # scaffold dev add-mode registers new modes above this line
         stock_run.SPEC,  # last: reads the findings before it (ctx.findings)
     ]
