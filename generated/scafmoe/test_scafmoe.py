@@ -91,6 +91,7 @@ def test_autoround_registries_know_the_model(tiny):
         "shared_cache_keys",
         "ignore_layers",
         "tied_weights_keys",
+        "save_conversion",
     } & set(TEST_DATA):
         pytest.skip("the adaptation changes no registry this test reads")
     assert testkit.registry_problems(tiny.model, TEST_DATA) == []
