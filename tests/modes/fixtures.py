@@ -31,3 +31,20 @@ def fixture_findings(mode: Mode) -> list[Finding]:
 
 def problem_modes(findings: list[Finding]) -> list[str]:
     return [f.mode.value for f in findings if f.severity is not Severity.OK]
+
+
+def assert_new_arch_fixes(fixture, mode: Mode, checkout, tmp_path) -> None:
+    """new-arch on a remote-code ``fixture`` folder plans exactly ``mode``'s fix, and the generated test passes as a
+    runtime plugin and in a patched ``checkout``, with a counted share of at least 0.95 on the export."""
+    from scaffold.measure.verify import run_generated_test
+    from scaffold.plan.generate import new_arch
+    from scaffold.resolve.target import resolve_target
+
+    out = tmp_path / "generated"
+    result = new_arch(resolve_target(str(fixture), trust_remote_code=True), out, autoround=checkout)
+    assert [item.mode for item in result.plan.items] == [mode.value]
+    for adaptation, patched in (("plugin", None), ("checkout", checkout)):
+        verdict = run_generated_test(out, checkout=patched, allow_remote_code_from=[str(fixture)])
+        assert verdict.passed, f"{adaptation}: {verdict.output_tail}"
+        assert verdict.data["adaptation"] == adaptation and verdict.data["export"] == "ok"
+        assert verdict.data["counted_share"] >= 0.95

@@ -12,7 +12,7 @@ from scaffold.inspection.findings import Finding, Mode, Severity
 from scaffold.modes.tied_weights_keys import detect, generate
 from scaffold.plan.model import HandlerBranch, Plan, TopLevelFunction
 from scaffold.versions import transformers_major
-from tests.modes.fixtures import fixture_findings, problem_modes
+from tests.modes.fixtures import assert_new_arch_fixes, fixture_findings, problem_modes
 
 FIXTURE = Path(__file__).parent / "scaftie"
 
@@ -100,15 +100,4 @@ def test_a_class_without_input_embeddings_gets_a_failing_skeleton():
 @pytest.mark.slow
 @pytest.mark.skipif(transformers_major() < 5, reason="transformers 5 only: 4.x saves the list-style keys")
 def test_new_arch_fixes_the_save_crash(autoround_checkout, tmp_path):
-    from scaffold.measure.verify import run_generated_test
-    from scaffold.plan.generate import new_arch
-    from scaffold.resolve.target import resolve_target
-
-    out = tmp_path / "generated"
-    result = new_arch(resolve_target(str(FIXTURE), trust_remote_code=True), out, autoround=autoround_checkout)
-    assert [item.mode for item in result.plan.items] == ["tied_weights_keys"]
-    for adaptation, checkout in (("plugin", None), ("checkout", autoround_checkout)):
-        verdict = run_generated_test(out, checkout=checkout, allow_remote_code_from=[str(FIXTURE)])
-        assert verdict.passed, f"{adaptation}: {verdict.output_tail}"
-        assert verdict.data["adaptation"] == adaptation and verdict.data["export"] == "ok"
-        assert verdict.data["counted_share"] >= 0.95
+    assert_new_arch_fixes(FIXTURE, Mode.TIED_WEIGHTS_KEYS, autoround_checkout, tmp_path)
