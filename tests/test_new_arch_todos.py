@@ -28,8 +28,8 @@ def test_a_todo_no_comment_marks_is_in_the_checklist(tmp_path):
 
 
 def test_new_arch_exits_1_and_lists_the_todos(tmp_path):
-    out = tmp_path / "gemma4_text"
-    result = CliRunner().invoke(app, ["new-arch", "transformers:gemma4_text", "--out", str(out)])
+    out = tmp_path / "hrm_text"
+    result = CliRunner().invoke(app, ["new-arch", "transformers:hrm_text", "--out", str(out)])
     assert result.exit_code == 1, result.output
     report = (out / "REPORT.md").read_text()
     rows = [line for line in report.splitlines() if line.startswith("- [ ] ")]
@@ -37,5 +37,9 @@ def test_new_arch_exits_1_and_lists_the_todos(tmp_path):
     assert rows and len(rows) == len(printed)
     assert f"{len(rows)} to do by hand" in result.output
     for row, line in zip(rows, printed, strict=True):
-        location = row.split("`")[1]  # - [ ] `file:line`: text
-        assert line.startswith(f"TODO(scaffold) {location} ")
+        item = row.removeprefix("- [ ] ")
+        if item.startswith("`"):  # a comment in a file: - [ ] `file:line`: text
+            assert line.startswith(f"TODO(scaffold) {item.split('`')[1]} ")
+        else:  # a to-do of the plan with no comment to point at: - [ ] mode: text
+            assert line == f"TODO(scaffold) {item}"
+    assert any(not row.startswith("- [ ] `") for row in rows)  # both kinds are listed
