@@ -87,14 +87,17 @@ def _block_call(module: nn.Module, call: ModuleCall) -> BlockCall:
 
 
 @contextlib.contextmanager
-def record_block_calls(model: nn.Module, block_paths: list[str], outputs: bool = False) -> Iterator[CallRecorder]:
+def record_block_calls(
+    model: nn.Module, block_paths: list[str], outputs: bool = False, copy_inputs: bool = False
+) -> Iterator[CallRecorder]:
     """Record every call of the modules at ``block_paths`` while the ``with`` body runs the model.
 
     The calls are captured by :func:`scaffold.inspection.hooks.capture_calls` and land in the recorder, their
-    inputs named, when the body ends.
+    inputs named, when the body ends; ``copy_inputs=True`` keeps the inputs as they were at the call (a model loop
+    may update one tensor in place for every block).
     """
     recorder = CallRecorder()
-    with capture_calls(model, block_paths, outputs=outputs) as log:
+    with capture_calls(model, block_paths, outputs=outputs, copy_inputs=copy_inputs) as log:
         yield recorder
     for path, calls in log.calls.items():
         module = model.get_submodule(path)

@@ -335,24 +335,11 @@ def per_block_values(ctx: InspectContext, stack: str, keys: list[str]) -> dict[s
         return {}
     tiny = ctx.tiny()
     blocks = [f"{stack}.{name}" for name, _ in tiny.model.get_submodule(stack).named_children()]
-    seen: dict[str, dict[str, Any]] = {}
-
-    def read(path: str, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
-        if path not in seen:
-            named = {**dict(zip(forward_params(module), args, strict=False)), **kwargs}
-            seen[path] = {key: _scalar(named.get(key)) for key in keys}
-
-    handles = [
-        tiny.model.get_submodule(b).register_forward_pre_hook(partial(read, b), with_kwargs=True) for b in blocks
-    ]
-    try:
+    with record_block_calls(tiny.model, blocks, copy_inputs=True) as recorder, torch.no_grad():
         run_forward(tiny.model, tiny.inputs)
-    finally:
-        for handle in handles:
-            handle.remove()
     values: dict[str, list] = {}
     for key in keys:
-        found = [seen[b][key] if b in seen else None for b in blocks]
+        found = [_scalar(recorder.calls[b][0].inputs.get(key)) if recorder.calls.get(b) else None for b in blocks]
         if found and all(value is not None for value in found):
             values[key] = found
     return values

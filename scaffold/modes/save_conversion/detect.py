@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from scaffold.autoround_api import get_block_names
 from scaffold.errors import first_line
 from scaffold.inspection.context import InspectContext
 from scaffold.inspection.findings import Finding, Mode, Severity
+from scaffold.measure.stock import STOCK_GROUP_SIZE
 from scaffold.versions import package_version, transformers_major
 
 PACK_BITS = 4
-SIM_GROUP_SIZE = 32
 
 
 @dataclass
@@ -57,7 +58,7 @@ def packed_tensors(name: str, linear: nn.Linear) -> dict[str, torch.Tensor]:
     """Meta tensors shaped like AutoRound's GPTQ-style packing of ``linear`` (``auto_round:auto_gptq``)."""
     n_in, n_out = linear.in_features, linear.out_features
     per_int = 32 // PACK_BITS
-    groups = math.ceil(n_in / SIM_GROUP_SIZE)
+    groups = math.ceil(n_in / STOCK_GROUP_SIZE)
     meta = {"device": "meta"}
     return {
         f"{name}.qweight": torch.empty(math.ceil(n_in / per_int), n_out, dtype=torch.int32, **meta),
@@ -68,8 +69,6 @@ def packed_tensors(name: str, linear: nn.Linear) -> dict[str, torch.Tensor]:
 
 def autoround_blocks(model: nn.Module) -> list[str]:
     """The blocks AutoRound quantizes by default (``get_block_names``, no vision tower): where packed layers live."""
-    from auto_round.utils import get_block_names
-
     try:
         return [name for stack in get_block_names(model) for name in stack]
     except Exception:  # noqa: BLE001 - AutoRound cannot name the blocks: nothing it would pack
